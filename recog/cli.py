@@ -1,0 +1,128 @@
+"""Console entry points, one per verb. Only this module touches Hydra."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from recog import pipeline
+from recog.config import Config, register
+from recog.data.utterance import DataError, atomic_write_text
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+register()
+
+
+def _typed(cfg: DictConfig) -> Config:
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def _logging(log_file: Path | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=handlers, force=True)
+
+
+def _run(fn):  # noqa: ANN001, ANN202 - wraps a verb so bad input exits non-zero, plainly
+    try:
+        fn()
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+_hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+
+
+@_hydra_main
+def _prepare(cfg: DictConfig) -> None:
+    _logging()
+    summary = pipeline.prepare(_typed(cfg))
+    print(pipeline.format_summary(summary))
+
+
+@_hydra_main
+def _features(cfg: DictConfig) -> None:
+    _logging()
+    c = _typed(cfg)
+    for split in dict.fromkeys([c.data.train_split, c.data.dev_split, *c.decode.splits]):
+        cache = pipeline.features(c, split)
+        print(f"{split}: {len(cache)} utterances, {int(cache.lengths.sum())} frames x "
+              f"{cache.dim} -> {cache.index_path}")
+
+
+@_hydra_main
+def _train(cfg: DictConfig) -> None:
+    c = _typed(cfg)
+    exp_dir = Path(c.exp_dir)
+    _logging(exp_dir / "train.log")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    atomic_write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    result = pipeline.train(c, resolved)
+    print(f"best dev error rate: {result['best_dev_error_rate']:.2f} % "
+          f"(checkpoint {exp_dir / 'best.pt'})")
+
+
+@_hydra_main
+def _decode(cfg: DictConfig) -> None:
+    _logging()
+    c = _typed(cfg)
+    results = pipeline.decode(c)
+    print(pipeline.format_scores(results))
+    print(f"results in {Path(c.exp_dir) / 'results'}")
+
+
+def prepare() -> None:
+    """recog-prepare: read (or synthesise) a corpus and write <split>.jsonl + summary."""
+    _run(_prepare)
+
+
+def features() -> None:
+    """recog-features: build the feature caches of the training, dev and decode splits."""
+    _run(_features)
+
+
+def train() -> None:
+    """recog-train: train a model into exp_dir (best.pt, last.pt, train.log)."""
+    _run(_train)
+
+
+def decode() -> None:
+    """recog-decode: decode splits with a checkpoint; write ref/hyp, scores and report."""
+    _run(_decode)
+
+
+def score(argv: list[str] | None = None) -> None:
+    """recog-score REF HYP: error rates of Kaldi-style text files (S, D, I, per speaker)."""
+    from recog.metrics import read_text
+    from recog.metrics import score as score_texts
+    from recog.tokens import fold_timit
+
+    p = argparse.ArgumentParser(prog="recog-score", description=score.__doc__)
+    p.add_argument("ref", help="reference, Kaldi text format: '<utt-id> tok tok ...'")
+    p.add_argument("hyp", help="hypothesis, same format")
+    p.add_argument("--fold39", action="store_true",
+                   help="map TIMIT phones (61 or 48 sets) to the 39 scoring classes first")
+    p.add_argument("--json", type=Path, help="write the scores as JSON to this file")
+    args = p.parse_args(argv)
+    try:
+        refs, hyps = read_text(args.ref), read_text(args.hyp)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+    normalize = (lambda t: fold_timit(t, 39)) if args.fold39 else tuple
+    s = score_texts(refs, hyps, normalize)
+    t = s.total
+    print(f"{'speaker':<12} {'N':>7} {'S':>6} {'D':>6} {'I':>6} {'ERR %':>7}")
+    for spk, c in sorted(s.per_speaker.items()):
+        print(f"{spk:<12} {c.n:>7} {c.sub:>6} {c.dele:>6} {c.ins:>6} {c.rate:>7.2f}")
+    print(f"{'total':<12} {t.n:>7} {t.sub:>6} {t.dele:>6} {t.ins:>6} {t.rate:>7.2f}")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(s.as_dict(), indent=1))

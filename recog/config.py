@@ -1,0 +1,70 @@
+"""Structured configs: the schema Hydra validates conf/ against (only the CLI uses Hydra).
+
+Each group reuses the library's own options dataclass, so a YAML key that the library does
+not know, or a value of the wrong type, is an error naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from recog.data.synth.timit import SynthOptions
+from recog.features.audio import AudioFeatureOptions
+from recog.models.ctc import ModelOptions
+from recog.train import OptimOptions, TrainerOptions
+
+
+@dataclass
+class CorpusConfig:
+    """Which corpus and where; ``synthetic`` builds one at ``root`` when it is absent."""
+
+    name: str = "timit"
+    root: str = MISSING
+    phone_set: int = 61  # training label set: 61, 48 or 39 (scoring is always on 39)
+    drop_sa: bool = True
+    synthetic: bool = False
+    synth: SynthOptions = field(default_factory=SynthOptions)
+
+
+@dataclass
+class PrepareConfig:
+    out: str = MISSING  # folder for <split>.jsonl and summary.json
+
+
+@dataclass
+class DataConfig:
+    skip_bad: bool = False  # skip (and list) bad items instead of stopping at the first
+    cache_dir: str = "${prepare.out}/features"
+    train_split: str = "train"
+    dev_split: str = "dev"
+
+
+@dataclass
+class DecodeConfig:
+    method: str = "greedy"
+    splits: list[str] = field(default_factory=lambda: ["dev", "test"])
+    checkpoint: str = "best.pt"  # file name inside exp_dir, or a path
+    batch_frames: int = 30000
+
+
+@dataclass
+class Config:
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    features: AudioFeatureOptions = field(default_factory=AudioFeatureOptions)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    optim: OptimOptions = field(default_factory=OptimOptions)
+    trainer: TrainerOptions = field(default_factory=TrainerOptions)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    recipe: str = "timit"
+    name: str = "default"
+    exp_dir: str = "exp/${recipe}/${name}"
+
+
+def register() -> None:
+    """Make the schema available to conf/config.yaml's defaults list as ``schema``."""
+    ConfigStore.instance().store(name="schema", node=Config)

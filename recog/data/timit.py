@@ -1,0 +1,156 @@
+"""TIMIT reader: the LDC tree (upper or lower case, with or without ``*.WAV.wav`` copies).
+
+Splits follow Kaldi's egs/timit/s5 recipe: ``train`` is every speaker under TRAIN; ``dev``
+and ``test`` (core test) are the published speaker lists, both drawn from TEST; ``test_full``
+is every speaker under TEST. SA sentences are dropped by default, as Kaldi, SpeechBrain
+and Graves et al. (2013) do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recog.data.audio import audio_frames
+from recog.data.timit_speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
+from recog.data.utterance import DataError, Rejections, Utterance
+from recog.tokens import TIMIT_61
+
+SPLITS = ("train", "dev", "test", "test_full")
+_DIALECT = re.compile(r"dr[1-8]", re.IGNORECASE)
+
+
+@dataclass
+class Corpus:
+    """Utterances per split and the items that were rejected (with ``skip_bad``)."""
+
+    root: Path
+    splits: dict[str, list[Utterance]]
+    rejected: list[DataError] = field(default_factory=list)
+
+
+def _child(folder: Path, name: str) -> Path | None:
+    """The entry of ``folder`` named ``name`` in any letter case."""
+    for p in folder.iterdir():
+        if p.name.lower() == name.lower():
+            return p
+    return None
+
+
+def find_timit_root(root: str | Path) -> Path:
+    """Find the folder holding TRAIN/ and/or TEST/: root itself, TIMIT/ or data/ below it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "TIMIT root is not a folder")
+    candidates = [root]
+    for name in ("timit", "data"):
+        sub = _child(root, name)
+        if sub and sub.is_dir():
+            candidates.append(sub)
+            deeper = _child(sub, "timit")
+            if deeper and deeper.is_dir():
+                candidates.append(deeper)
+    for c in candidates:
+        if any(_child(c, s) for s in ("train", "test")):
+            return c
+    raise DataError(root, "no TIMIT tree found (looked for TRAIN/ or TEST/ in it, TIMIT/ and data/)")
+
+
+def parse_segments(path: Path, num_samples: int, known: frozenset[str] | None = None
+                   ) -> list[tuple[int, int, str]]:
+    """Parse a .PHN or .WRD file: 'start end label' per line, in samples."""
+    if not path.is_file():
+        raise DataError(path, "file is missing")
+    segments = []
+    for n, line in enumerate(path.read_text(encoding="ascii", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+            raise DataError(path, f"expected 'start end label', got {line.strip()!r}", n)
+        start, end, label = int(parts[0]), int(parts[1]), parts[2]
+        if end < start:
+            raise DataError(path, f"segment ends ({end}) before it starts ({start})", n)
+        if end > num_samples:
+            raise DataError(path, f"segment ends at sample {end}, the audio has {num_samples}", n)
+        if known is not None and label not in known:
+            raise DataError(path, f"unknown phone {label!r}", n)
+        segments.append((start, end, label))
+    if not segments:
+        raise DataError(path, "no segments")
+    return segments
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise DataError(path, "file is missing")
+    parts = path.read_text(encoding="ascii", errors="replace").strip().split(maxsplit=2)
+    if len(parts) < 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        raise DataError(path, "expected 'start end sentence'", 1)
+    return parts[2]
+
+
+def _audio_path(phn: Path) -> Path:
+    """The NIST original beside a .PHN; the redistribution's RIFF copy if only that exists."""
+    wav = phn.with_suffix(".WAV" if phn.suffix.isupper() else ".wav")
+    if wav.is_file():
+        return wav
+    riff = phn.with_suffix(wav.suffix + ".wav")
+    return riff if riff.is_file() else wav
+
+
+def read_utterance(phn: Path, speaker: str, dialect: str) -> Utterance:
+    """Read one utterance from its .PHN and the .WAV, .WRD, .TXT beside it."""
+    wav = _audio_path(phn)
+    num_samples, rate = audio_frames(wav)
+    if rate != 16000:
+        raise DataError(wav, f"TIMIT audio is 16 kHz, this file is {rate} Hz")
+    phones = parse_segments(phn, num_samples, frozenset(TIMIT_61))
+    upper = phn.suffix.isupper()
+    parse_segments(phn.with_suffix(".WRD" if upper else ".wrd"), num_samples)
+    text = _read_text(phn.with_suffix(".TXT" if upper else ".txt"))
+    return Utterance(
+        id=f"{speaker}_{phn.stem.lower()}",
+        speaker=speaker,
+        source=str(wav),
+        tokens=tuple(label for _, _, label in phones),
+        text=text,
+        extra={"dialect": dialect, "num_samples": num_samples},
+    )
+
+
+def read_timit(root: str | Path, *, drop_sa: bool = True, skip_bad: bool = False) -> Corpus:
+    """Read every utterance of a TIMIT tree and sort them into the four standard splits."""
+    tree = find_timit_root(root)
+    rejections = Rejections(skip_bad)
+    by_part: dict[str, list[Utterance]] = {"train": [], "test": []}
+    for part in by_part:
+        part_dir = _child(tree, part)
+        if part_dir is None:
+            continue
+        for dr in sorted(p for p in part_dir.iterdir() if _DIALECT.fullmatch(p.name)):
+            for spk_dir in sorted(p for p in dr.iterdir() if p.is_dir()):
+                for phn in sorted(spk_dir.glob("*")):
+                    if phn.suffix.lower() != ".phn":
+                        continue
+                    if drop_sa and phn.stem.lower().startswith("sa"):
+                        continue
+                    try:
+                        by_part[part].append(
+                            read_utterance(phn, spk_dir.name.lower(), dr.name.lower())
+                        )
+                    except DataError as e:
+                        rejections.add(e)
+    dev, core = set(DEV_SPEAKERS), set(CORE_TEST_SPEAKERS)
+    splits = {
+        "train": by_part["train"],
+        "dev": [u for u in by_part["test"] if u.speaker in dev],
+        "test": [u for u in by_part["test"] if u.speaker in core],
+        "test_full": by_part["test"],
+    }
+    for name, utts in splits.items():
+        if not utts:
+            rejections.add(DataError(tree, f"split {name!r} is empty: no utterance of its "
+                                     "speakers was found in this tree"))
+    return Corpus(tree, splits, rejections.items)

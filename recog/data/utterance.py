@@ -1,0 +1,113 @@
+"""The record every corpus reader produces, its JSONL form, and the bad-input error."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One utterance (or one handwritten line): where it lives and what it says."""
+
+    id: str
+    speaker: str
+    source: str
+    tokens: tuple[str, ...]
+    text: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["tokens"] = list(self.tokens)
+        extra = d.pop("extra")
+        return json.dumps({**d, **extra}, ensure_ascii=False)
+
+
+class DataError(ValueError):
+    """Bad input: says which file (and line) and what is wrong with it."""
+
+    def __init__(self, path: str | Path, reason: str, line: int | None = None):
+        self.path, self.reason, self.line = str(path), reason, line
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {reason}")
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "line": self.line, "reason": self.reason}
+
+
+class Rejections:
+    """Collects bad items: raises at the first one unless ``skip_bad``, else keeps a list."""
+
+    def __init__(self, skip_bad: bool = False):
+        self.skip_bad = skip_bad
+        self.items: list[DataError] = []
+
+    def add(self, error: DataError) -> None:
+        if not self.skip_bad:
+            raise error
+        self.items.append(error)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+_KNOWN = {"id", "speaker", "source", "tokens", "text"}
+
+
+def read_jsonl(path: str | Path) -> list[Utterance]:
+    """Read utterances written by ``write_jsonl`` (or by hand); errors name file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such manifest file")
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(path, f"not a JSON object: {e.msg}", n) from None
+            missing = [k for k in ("id", "source", "tokens") if k not in d]
+            if missing:
+                raise DataError(path, f"missing field(s) {', '.join(missing)}", n)
+            tokens = d["tokens"]
+            if isinstance(tokens, str):
+                tokens = tokens.split()
+            out.append(
+                Utterance(
+                    id=str(d["id"]),
+                    speaker=str(d.get("speaker", d["id"])),
+                    source=str(d["source"]),
+                    tokens=tuple(tokens),
+                    text=str(d.get("text", "")),
+                    extra={k: v for k, v in d.items() if k not in _KNOWN},
+                )
+            )
+    return out
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file via a temporary file and a rename, so readers never see half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl(path: str | Path, utterances: Iterable[Utterance]) -> None:
+    """Write one JSON object per utterance, atomically."""
+    atomic_write_text(path, "".join(u.to_json() + "\n" for u in utterances))

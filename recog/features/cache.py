@@ -1,0 +1,140 @@
+"""The feature cache: one memory-mappable file per split and front-end configuration.
+
+``<dir>/<split>-<key>.f32`` holds the frames of all utterances back to back (float32,
+row-major) and ``<dir>/<split>-<key>.json`` their ids, offsets and lengths. The key hashes
+the front-end options and every input's path, size and modification time, so a cache is
+rebuilt exactly when its inputs or its configuration change. Both files are written under
+temporary names and renamed, the index last, so a half-built cache is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recog.data.utterance import Utterance, atomic_write_text
+
+CACHE_VERSION = 1
+
+
+def cache_key(utterances: Sequence[Utterance], options: dict) -> str:
+    """A hash of the front-end options and of every input file's identity."""
+    h = hashlib.sha1(json.dumps({"v": CACHE_VERSION, "opts": options}, sort_keys=True).encode())
+    for u in utterances:
+        try:
+            st = os.stat(u.source)
+            ident = f"{u.id}\t{u.source}\t{st.st_size}\t{st.st_mtime_ns}\n"
+        except OSError:
+            ident = f"{u.id}\t{u.source}\t-\n"
+        h.update(ident.encode())
+    return h.hexdigest()[:16]
+
+
+class Progress:
+    """A one-line progress display on stderr (items done, rate, time left)."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True):
+        self.total, self.label, self.enabled = total, label, enabled
+        self.start = self.last = time.monotonic()
+
+    def update(self, done: int, note: str = "") -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.5 and done < self.total):
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        left = (self.total - done) / rate if rate > 0 else 0.0
+        sys.stderr.write(f"\r{self.label} {done}/{self.total} "
+                         f"[{rate:.1f}/s, {left:.0f}s left] {note}   ")
+        if done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+class FeatureCache:
+    """Read access to a built cache: ``cache[i]`` is utterance i's (T, D) frames."""
+
+    def __init__(self, index_path: str | Path):
+        self.index_path = Path(index_path)
+        index = json.loads(self.index_path.read_text())
+        self.ids: list[str] = index["ids"]
+        self.offsets = np.asarray(index["offsets"], dtype=np.int64)
+        self.lengths = np.asarray(index["lengths"], dtype=np.int64)
+        self.dim: int = index["dim"]
+        self.options: dict = index["options"]
+        total = int(self.lengths.sum())
+        data_path = self.index_path.with_suffix(".f32")
+        self.data = (np.memmap(data_path, dtype=np.float32, mode="r", shape=(total, self.dim))
+                     if total else np.zeros((0, self.dim), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        o = self.offsets[i]
+        return self.data[o : o + self.lengths[i]]
+
+
+def build_cache(
+    utterances: Sequence[Utterance],
+    extract: Callable[[Utterance], torch.Tensor],
+    options: dict,
+    folder: str | Path,
+    split: str,
+    progress: bool = True,
+) -> FeatureCache:
+    """Return the cache of ``utterances`` under ``folder``, computing it only if absent."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    index_path = folder / f"{split}-{cache_key(utterances, options)}.json"
+    if index_path.is_file():
+        return FeatureCache(index_path)
+    data_path = index_path.with_suffix(".f32")
+    tmp = data_path.with_name(f".{data_path.name}.{os.getpid()}.tmp")
+    offsets, lengths, dim, offset = [], [], None, 0
+    bar = Progress(len(utterances), f"features {split}", progress)
+    try:
+        with tmp.open("wb") as f:
+            for n, u in enumerate(utterances, 1):
+                feats = extract(u).to(torch.float32).contiguous().numpy()
+                if dim is None:
+                    dim = feats.shape[1]
+                f.write(feats.tobytes())
+                offsets.append(offset)
+                lengths.append(len(feats))
+                offset += len(feats)
+                bar.update(n)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, data_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    index = {"ids": [u.id for u in utterances], "offsets": offsets, "lengths": lengths,
+             "dim": dim or 0, "options": options}
+    atomic_write_text(index_path, json.dumps(index))
+    return FeatureCache(index_path)
+
+
+def feature_stats(cache: FeatureCache, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation over every frame of ``cache``."""
+    total = len(cache.data)
+    if total == 0:
+        raise ValueError(f"{cache.index_path}: no frames to compute statistics from")
+    s = np.zeros(cache.dim, np.float64)
+    ss = np.zeros(cache.dim, np.float64)
+    for start in range(0, total, chunk):
+        block = np.asarray(cache.data[start : start + chunk], dtype=np.float64)
+        s += block.sum(0)
+        ss += (block * block).sum(0)
+    mean = s / total
+    std = np.sqrt(np.maximum(ss / total - mean * mean, 1e-10))
+    return mean.astype(np.float32), std.astype(np.float32)

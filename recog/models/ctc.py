@@ -1,0 +1,91 @@
+"""The CTC acoustic model: features in, per-frame log-probabilities over tokens + blank out.
+
+Input normalisation lives in the model (buffers saved with it), so a checkpoint alone turns
+features into log-probs. The loss is computed in the training loop, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS = {"lstm": nn.LSTM}  # model.cell -> recurrent layer class (more variants plug in here)
+
+
+@dataclass
+class ModelOptions:
+    """Shape of the network: ``layers`` BLSTM layers of ``hidden`` cells per direction."""
+
+    cell: str = "lstm"
+    hidden: int = 250
+    layers: int = 5
+    bidirectional: bool = True
+    dropout: float = 0.0
+    stack: int = 1  # frames stacked (and the frame rate divided) before the first layer
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def ctc_min_frames(labels: list[int]) -> int:
+    """Frames CTC needs for a label sequence: one per label plus a blank between repeats."""
+    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:], strict=False))
+
+
+def stack_frames(x: torch.Tensor, lengths: torch.Tensor, k: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate each run of ``k`` frames into one: (B, T, D) -> (B, ceil(T/k), k*D)."""
+    if k == 1:
+        return x, lengths
+    b, t, d = x.shape
+    # zero what lies past each length, so a partial last group never sees padding values
+    x = x * (torch.arange(t, device=x.device)[None, :] < lengths.to(x.device)[:, None])[..., None]
+    pad = (-t) % k
+    if pad:
+        x = torch.nn.functional.pad(x, (0, 0, 0, pad))
+    return x.reshape(b, (t + pad) // k, k * d), (lengths + k - 1) // k
+
+
+class CTCModel(nn.Module):
+    """Normaliser -> frame stacking -> stacked (B)LSTM -> linear -> log-softmax."""
+
+    def __init__(self, input_dim: int, vocab_size: int, options: ModelOptions):
+        super().__init__()
+        if options.cell not in CELLS:
+            raise ValueError(f"unknown model.cell {options.cell!r}; known: {sorted(CELLS)}")
+        self.options = options
+        self.input_dim, self.vocab_size = input_dim, vocab_size
+        self.register_buffer("feat_mean", torch.zeros(input_dim))
+        self.register_buffer("feat_std", torch.ones(input_dim))
+        self.rnn = CELLS[options.cell](
+            input_size=input_dim * options.stack,
+            hidden_size=options.hidden,
+            num_layers=options.layers,
+            bidirectional=options.bidirectional,
+            dropout=options.dropout if options.layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.dropout = nn.Dropout(options.dropout)
+        self.output = nn.Linear(options.hidden * (2 if options.bidirectional else 1), vocab_size)
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the training set's feature statistics (applied to every input)."""
+        self.feat_mean.copy_(torch.as_tensor(mean))
+        self.feat_std.copy_(torch.as_tensor(std).clamp_min(1e-5))
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Output frames for inputs of ``lengths`` frames."""
+        return (lengths + self.options.stack - 1) // self.options.stack
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, D) padded features and their lengths -> (B, T', V) log-probs, lengths."""
+        x = (feats - self.feat_mean) / self.feat_std
+        x, lengths = stack_frames(x, lengths, self.options.stack)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        y, _ = self.rnn(packed)
+        y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        return self.output(self.dropout(y)).log_softmax(dim=-1), lengths

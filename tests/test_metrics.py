@@ -1,0 +1,46 @@
+from recog.metrics import ErrorCounts, align_counts, read_text, score, speaker_of, write_text
+from recog.tokens import fold_timit
+
+
+def test_counts_by_hand() -> None:
+    # ref a b c d, hyp a x c d e: 1 substitution (b->x), 1 insertion (e)
+    assert align_counts("a b c d".split(), "a x c d e".split()) == ErrorCounts(4, 1, 0, 1)
+    # ref a b c d, hyp b c: 2 deletions
+    assert align_counts("a b c d".split(), "b c".split()) == ErrorCounts(4, 0, 2, 0)
+    # everything deleted / everything inserted
+    assert align_counts(["a", "b"], []) == ErrorCounts(2, 0, 2, 0)
+    assert align_counts([], ["a"]) == ErrorCounts(0, 0, 0, 1)
+    # kitten -> sitting: 2 substitutions, 1 insertion
+    assert align_counts(list("kitten"), list("sitting")) == ErrorCounts(6, 2, 0, 1)
+
+
+def test_corpus_per_and_folding() -> None:
+    refs = {"faks0_si1": ["h#", "pau", "bcl", "b", "aa", "h#"], "mdab0_sx2": ["s", "iy"]}
+    hyps = {"faks0_si1": ["h#", "b", "ao", "h#"], "mdab0_sx2": ["s", "iy", "z"]}
+    s = score(refs, hyps, lambda t: fold_timit(t, 39))
+    # folded ref 1: sil sil sil b aa sil; hyp: sil b aa sil -> 2 deletions (ao folds to aa)
+    assert s.per_utterance["faks0_si1"] == ErrorCounts(6, 0, 2, 0)
+    assert s.per_utterance["mdab0_sx2"] == ErrorCounts(2, 0, 0, 1)
+    assert s.total == ErrorCounts(8, 0, 2, 1)
+    assert abs(s.total.rate - 100 * 3 / 8) < 1e-9
+    assert set(s.per_speaker) == {"faks0", "mdab0"}
+    d = s.as_dict()
+    assert (d["n"], d["sub"], d["del"], d["ins"], d["err"]) == (8, 0, 2, 1, 3)
+
+
+def test_missing_hypothesis_is_all_deletions() -> None:
+    s = score({"a_1": ["x", "y"]}, {})
+    assert s.total == ErrorCounts(2, 0, 2, 0)
+
+
+def test_speaker_prefix() -> None:
+    assert speaker_of("faks0_si1573") == "faks0"
+    assert speaker_of("a01-000u-01") == "a01"
+    assert speaker_of("plain") == "plain"
+
+
+def test_text_round_trip(tmp_path) -> None:
+    entries = {"u2": ["b"], "u1": ["a", "c"], "u3": []}
+    write_text(tmp_path / "t", entries)
+    assert (tmp_path / "t").read_text() == "u1 a c\nu2 b\nu3\n"
+    assert read_text(tmp_path / "t") == entries
