@@ -14,8 +14,14 @@ from recog.batching import CTCDataset
 from recog.config import Config
 from recog.data.timit import SPLITS, read_timit
 from recog.data.timit_speakers import SPLIT_SIZES
-from recog.data.utterance import (DataError, Rejections, Utterance, atomic_write_text,
-                                  read_jsonl, write_jsonl)
+from recog.data.utterance import (
+    DataError,
+    Rejections,
+    Utterance,
+    atomic_write_text,
+    read_jsonl,
+    write_jsonl,
+)
 from recog.decode.greedy import greedy_decode
 from recog.features.cache import FeatureCache, build_cache, feature_stats
 from recog.metrics import score, write_text, write_trn
@@ -111,18 +117,10 @@ def dataset(cfg: Config, split: str, model: CTCModel | None = None,
             else:
                 keep.append(i)
         if len(keep) < len(utts):
-            cache = _subset(cache, keep)
+            cache = cache.subset(keep)
             targets = [targets[i] for i in keep]
             utts = [utts[i] for i in keep]
     return CTCDataset(cache, targets), utts
-
-
-def _subset(cache: FeatureCache, keep: list[int]) -> FeatureCache:
-    sub = object.__new__(FeatureCache)
-    sub.__dict__.update(cache.__dict__)
-    sub.ids = [cache.ids[i] for i in keep]
-    sub.offsets, sub.lengths = cache.offsets[keep], cache.lengths[keep]
-    return sub
 
 
 # --------------------------------------------------------------------------- train

@@ -1,7 +1,14 @@
 import pytest
 
-from recog.tokens import (BLANK, TIMIT_39, TIMIT_48, TIMIT_61, Vocabulary, fold_timit,
-                          timit_vocabulary)
+from recog.tokens import (
+    BLANK,
+    TIMIT_39,
+    TIMIT_48,
+    TIMIT_61,
+    Vocabulary,
+    fold_timit,
+    timit_vocabulary,
+)
 
 
 def test_class_counts() -> None:

@@ -54,7 +54,8 @@ def find_timit_root(root: str | Path) -> Path:
     for c in candidates:
         if any(_child(c, s) for s in ("train", "test")):
             return c
-    raise DataError(root, "no TIMIT tree found (looked for TRAIN/ or TEST/ in it, TIMIT/ and data/)")
+    raise DataError(root, "no TIMIT tree found (looked for TRAIN/ or TEST/ in it, in TIMIT/ "
+                    "and in data/)")
 
 
 def parse_segments(path: Path, num_samples: int, known: frozenset[str] | None = None

@@ -12,5 +12,6 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0
     keep = torch.ones_like(best, dtype=torch.bool)
     keep[:, 1:] = best[:, 1:] != best[:, :-1]
     keep &= best != blank
-    keep &= torch.arange(best.shape[1], device=best.device)[None, :] < lengths[:, None].to(best.device)
+    frame = torch.arange(best.shape[1], device=best.device)
+    keep &= frame[None, :] < lengths.to(best.device)[:, None]
     return [row[mask].tolist() for row, mask in zip(best.cpu(), keep.cpu(), strict=True)]

@@ -9,6 +9,7 @@ temporary names and renamed, the index last, so a half-built cache is never read
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -81,6 +82,13 @@ class FeatureCache:
     def __getitem__(self, i: int) -> np.ndarray:
         o = self.offsets[i]
         return self.data[o : o + self.lengths[i]]
+
+    def subset(self, keep: Sequence[int]) -> FeatureCache:
+        """A view of the utterances at positions ``keep`` (same file, no copy)."""
+        sub = copy.copy(self)
+        sub.ids = [self.ids[i] for i in keep]
+        sub.offsets, sub.lengths = self.offsets[list(keep)], self.lengths[list(keep)]
+        return sub
 
 
 def build_cache(

@@ -1,0 +1,62 @@
+"""The recipe's stages, run as a user runs them, on a tiny tone corpus."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.timit_tree import make_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
+    make_tree(tmp_path / "corpus")
+    overrides = [
+        "corpus.synthetic=false", f"corpus.root={tmp_path / 'corpus'}",
+        f"prepare.out={tmp_path / 'prep'}", f"exp_dir={tmp_path / 'exp'}",
+        "model.hidden=16", "model.layers=1", "model.stack=1", "trainer.epochs=2",
+        "trainer.progress=false",
+    ]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    run = subprocess.run(["bash", str(ROOT / "recipes/timit/run.sh"), *overrides],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for n, stage in enumerate(("prepare", "features", "train", "decode", "score"), 1):
+        assert f"== stage {n}: {stage}" in run.stdout
+    summary = json.loads((tmp_path / "prep/summary.json").read_text())
+    assert summary["splits"]["train"]["utterances"] == 6
+    assert summary["splits"]["test"]["speakers"] == 1
+    exp = tmp_path / "exp"
+    for name in ("best.pt", "last.pt", "train.log", "config.yaml", "history.json",
+                 "results/report.md", "results/scores.json", "results/test/ref.txt",
+                 "results/test/hyp.txt", "results/test/ref.trn", "results/dev/scores.json"):
+        assert (exp / name).is_file(), name
+    scores = json.loads((exp / "results/scores.json").read_text())
+    test = scores["splits"]["test"]
+    # the reference counts what the tree holds, folded to 39 (h# -> sil, q deleted)
+    refs = (exp / "results/test/ref.txt").read_text().split()
+    assert test["n"] == len(refs) - test["utterances"] > 0
+    assert "q" not in refs and "h#" not in refs
+    history = json.loads((exp / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert "PER" in (exp / "results/report.md").read_text()
+
+
+def test_prepare_stops_at_bad_input_naming_file_and_line(tmp_path: Path) -> None:
+    base = make_tree(tmp_path / "corpus")
+    phn = base / "TRAIN/DR1/FXYZ0/SI1027.PHN"
+    phn.write_text(phn.read_text().replace("h#", "hx", 1))
+    cmd = [str(BIN / "recog-prepare"), "corpus.synthetic=false",
+           f"corpus.root={tmp_path / 'corpus'}", f"prepare.out={tmp_path / 'prep'}"]
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert f"{phn}:1: unknown phone 'hx'" in run.stderr
+    run = subprocess.run([*cmd, "data.skip_bad=true"], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    assert "rejected: 1" in run.stdout and str(phn) in run.stdout
+    summary = json.loads((tmp_path / "prep/summary.json").read_text())
+    assert summary["rejected"][0]["line"] == 1
