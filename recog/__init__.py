@@ -1,0 +1,1 @@
+"""recog: stacked BLSTM + CTC recognition of phones from speech and characters from ink."""

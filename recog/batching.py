@@ -50,12 +50,12 @@ class Batch:
 def collate(dataset: CTCDataset, indices: Sequence[int]) -> Batch:
     """Pad the features of ``indices`` into one batch and concatenate their targets."""
     lengths = torch.as_tensor(dataset.lengths[list(indices)], dtype=torch.long)
-    feats = torch.zeros(len(indices), int(lengths.max()), dataset.cache.dim)
+    feats = np.zeros((len(indices), int(lengths.max()), dataset.cache.dim), np.float32)
     for row, i in enumerate(indices):
-        feats[row, : lengths[row]] = torch.from_numpy(np.asarray(dataset.cache[i]))
+        feats[row, : lengths[row]] = dataset.cache[i]
     targets = [dataset.targets[i] for i in indices]
     return Batch(
-        list(indices), feats, lengths,
+        list(indices), torch.from_numpy(feats), lengths,
         torch.as_tensor([t for seq in targets for t in seq], dtype=torch.long),
         torch.as_tensor([len(t) for t in targets], dtype=torch.long),
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -31,26 +33,32 @@ def _logging(log_file: Path | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=handlers, force=True)
 
 
-def _run(fn):  # noqa: ANN001, ANN202 - wraps a verb so bad input exits non-zero, plainly
-    try:
-        fn()
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+def _verb(fn: Callable[[DictConfig], None]) -> Callable[[], None]:
+    """A Hydra entry point whose bad-input errors end the run with one plain line."""
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+    @functools.wraps(fn)
+    def main(cfg: DictConfig) -> None:
+        try:
+            fn(cfg)
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    return main
 
 
-_hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-
-
-@_hydra_main
-def _prepare(cfg: DictConfig) -> None:
+@_verb
+def prepare(cfg: DictConfig) -> None:
+    """recog-prepare: read (or synthesise) a corpus and write <split>.jsonl + summary."""
     _logging()
     summary = pipeline.prepare(_typed(cfg))
     print(pipeline.format_summary(summary))
 
 
-@_hydra_main
-def _features(cfg: DictConfig) -> None:
+@_verb
+def features(cfg: DictConfig) -> None:
+    """recog-features: build the feature caches of the training, dev and decode splits."""
     _logging()
     c = _typed(cfg)
     for split in dict.fromkeys([c.data.train_split, c.data.dev_split, *c.decode.splits]):
@@ -59,8 +67,9 @@ def _features(cfg: DictConfig) -> None:
               f"{cache.dim} -> {cache.index_path}")
 
 
-@_hydra_main
-def _train(cfg: DictConfig) -> None:
+@_verb
+def train(cfg: DictConfig) -> None:
+    """recog-train: train a model into exp_dir (best.pt, last.pt, train.log)."""
     c = _typed(cfg)
     exp_dir = Path(c.exp_dir)
     _logging(exp_dir / "train.log")
@@ -71,33 +80,14 @@ def _train(cfg: DictConfig) -> None:
           f"(checkpoint {exp_dir / 'best.pt'})")
 
 
-@_hydra_main
-def _decode(cfg: DictConfig) -> None:
+@_verb
+def decode(cfg: DictConfig) -> None:
+    """recog-decode: decode splits with a checkpoint; write ref/hyp, scores and report."""
     _logging()
     c = _typed(cfg)
     results = pipeline.decode(c)
     print(pipeline.format_scores(results))
     print(f"results in {Path(c.exp_dir) / 'results'}")
-
-
-def prepare() -> None:
-    """recog-prepare: read (or synthesise) a corpus and write <split>.jsonl + summary."""
-    _run(_prepare)
-
-
-def features() -> None:
-    """recog-features: build the feature caches of the training, dev and decode splits."""
-    _run(_features)
-
-
-def train() -> None:
-    """recog-train: train a model into exp_dir (best.pt, last.pt, train.log)."""
-    _run(_train)
-
-
-def decode() -> None:
-    """recog-decode: decode splits with a checkpoint; write ref/hyp, scores and report."""
-    _run(_decode)
 
 
 def score(argv: list[str] | None = None) -> None:

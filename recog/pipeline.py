@@ -111,11 +111,14 @@ def dataset(cfg: Config, split: str, model: CTCModel | None = None,
             frames = int(model.output_lengths(torch.tensor(int(cache.lengths[i]))))
             need = ctc_min_frames(targets[i])
             if frames < need:
-                (rejections or Rejections()).add(DataError(
+                (rejections if rejections is not None else Rejections()).add(DataError(
                     u.source, f"utterance {u.id}: {frames} output frames cannot hold its "
                     f"{len(targets[i])} labels under CTC (needs {need}); lower model.stack"))
             else:
                 keep.append(i)
+        if not keep:
+            raise DataError(Path(cfg.prepare.out) / f"{split}.jsonl",
+                            f"no utterance of split {split!r} fits under CTC")
         if len(keep) < len(utts):
             cache = cache.subset(keep)
             targets = [targets[i] for i in keep]

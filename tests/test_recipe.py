@@ -60,3 +60,24 @@ def test_prepare_stops_at_bad_input_naming_file_and_line(tmp_path: Path) -> None
     assert "rejected: 1" in run.stdout and str(phn) in run.stdout
     summary = json.loads((tmp_path / "prep/summary.json").read_text())
     assert summary["rejected"][0]["line"] == 1
+
+
+def test_utterance_too_short_for_ctc_is_reported(tmp_path: Path) -> None:
+    """Stacking 10 frames leaves fewer output frames than labels: an error naming the file,
+    or with data.skip_bad the utterances are skipped and listed in skipped.json and report."""
+    make_tree(tmp_path / "corpus")
+    base = ["corpus.synthetic=false", f"corpus.root={tmp_path / 'corpus'}",
+            f"prepare.out={tmp_path / 'prep'}", f"exp_dir={tmp_path / 'exp'}",
+            "model.hidden=8", "model.layers=1", "model.stack=10", "trainer.epochs=1",
+            "trainer.progress=false"]
+    assert subprocess.run([str(BIN / "recog-prepare"), *base], cwd=tmp_path).returncode == 0
+    run = subprocess.run([str(BIN / "recog-train"), *base], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert run.returncode != 0
+    assert "cannot hold its" in run.stderr and ".WAV" in run.stderr
+    assert not (tmp_path / "exp/last.pt").exists()
+    run = subprocess.run([str(BIN / "recog-train"), *base, "data.skip_bad=true"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    skipped = json.loads((tmp_path / "exp/skipped.json").read_text())
+    assert skipped and all("under CTC" in s["reason"] for s in skipped)
+    assert "skipped" in run.stdout

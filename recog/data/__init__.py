@@ -1,0 +1,1 @@
+"""Corpus readers (TIMIT, manifests), the Utterance record, synthetic corpora."""
