@@ -48,6 +48,7 @@ def prepare(cfg: Config) -> dict:
         generate_timit(root, cfg.corpus.synth, progress=cfg.trainer.progress)
     corpus = read_timit(root, drop_sa=cfg.corpus.drop_sa, skip_bad=cfg.data.skip_bad)
     out = Path(cfg.prepare.out)
+    task = get_task(cfg)
     summary: dict = {"root": str(corpus.root), "splits": {}, "rejected": []}
     for split in SPLITS:
         utts = corpus.splits[split]
@@ -56,7 +57,7 @@ def prepare(cfg: Config) -> dict:
             "speakers": len({u.speaker for u in utts}),
             "utterances": len(utts),
             "tokens": sum(len(u.tokens) for u in utts),
-            "scored_tokens": sum(len(get_task(cfg).normalize(u.tokens)) for u in utts),
+            "scored_tokens": sum(len(task.normalize(u.tokens)) for u in utts),
             "published": dict(zip(("speakers", "utterances"), SPLIT_SIZES[split],
                                   strict=True)),
         }

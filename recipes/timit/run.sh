@@ -23,6 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 args=("hydra.searchpath=[file://$here/conf]" "+experiment=$experiment" "$@")
 
 run_stage() { [[ $stage -le $1 && $1 -le $stop_stage ]]; }
+trap 'echo "== done in ${SECONDS}s"' EXIT
 
 if run_stage 1; then echo "== stage 1: prepare"; recog-prepare "${args[@]}"; fi
 if run_stage 2; then echo "== stage 2: features"; recog-features "${args[@]}"; fi
