@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -61,7 +62,7 @@ def features(cfg: DictConfig) -> None:
     """recog-features: build the feature caches of the training, dev and decode splits."""
     _logging()
     c = _typed(cfg)
-    for split in dict.fromkeys([c.data.train_split, c.data.dev_split, *c.decode.splits]):
+    for split in dict.fromkeys([c.corpus.train_split, c.corpus.dev_split, *c.decode_splits]):
         cache = pipeline.features(c, split)
         print(f"{split}: {len(cache)} utterances, {int(cache.lengths.sum())} frames x "
               f"{cache.dim} -> {cache.index_path}")
@@ -99,15 +100,23 @@ def score(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="recog-score", description=score.__doc__)
     p.add_argument("ref", help="reference, Kaldi text format: '<utt-id> tok tok ...'")
     p.add_argument("hyp", help="hypothesis, same format")
-    p.add_argument("--fold39", action="store_true",
-                   help="map TIMIT phones (61 or 48 sets) to the 39 scoring classes first")
+    unit = p.add_mutually_exclusive_group()
+    unit.add_argument("--fold39", action="store_true",
+                      help="map TIMIT phones (61 or 48 sets) to the 39 scoring classes first")
+    unit.add_argument("--cer", action="store_true",
+                      help="score characters of the text (spaces included), not tokens")
     p.add_argument("--json", type=Path, help="write the scores as JSON to this file")
     args = p.parse_args(argv)
     try:
         refs, hyps = read_text(args.ref), read_text(args.hyp)
     except DataError as e:
         sys.exit(f"error: {e}")
-    normalize = (lambda t: fold_timit(t, 39)) if args.fold39 else tuple
+    if args.fold39:
+        normalize = partial(fold_timit, to=39)
+    elif args.cer:
+        normalize = " ".join  # the characters of the text, one space between words
+    else:
+        normalize = tuple
     s = score_texts(refs, hyps, normalize)
     t = s.total
     print(f"{'speaker':<12} {'N':>7} {'S':>6} {'D':>6} {'I':>6} {'ERR %':>7}")

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from recog.data.synth.iamondb import InkSynthOptions
 from recog.data.synth.timit import SynthOptions
 from recog.features.audio import AudioFeatureOptions
+from recog.features.pen import PenFeatureOptions
 from recog.models.ctc import ModelOptions
 from recog.train import OptimOptions, TrainerOptions
 
@@ -21,12 +23,25 @@ from recog.train import OptimOptions, TrainerOptions
 class CorpusConfig:
     """Which corpus and where; ``synthetic`` builds one at ``root`` when it is absent."""
 
-    name: str = "timit"
+    name: str = "timit"  # timit | iamondb
     root: str = MISSING
-    phone_set: int = 61  # training label set: 61, 48 or 39 (scoring is always on 39)
-    drop_sa: bool = True
     synthetic: bool = False
-    synth: SynthOptions = field(default_factory=SynthOptions)
+    train_split: str = "train"
+    dev_split: str = "dev"  # model selection, learning-rate schedule, early stopping
+    test_splits: list[str] = field(default_factory=lambda: ["test"])
+    phone_set: int = 61  # TIMIT: training label set, 61, 48 or 39 (scoring is on 39)
+    drop_sa: bool = True  # TIMIT: drop the SA sentences
+    speech_synth: SynthOptions = field(default_factory=SynthOptions)
+    ink_synth: InkSynthOptions = field(default_factory=InkSynthOptions)
+
+
+@dataclass
+class FeaturesConfig:
+    """The front end (``audio`` or ``pen``) and its options block."""
+
+    front_end: str = "audio"
+    audio: AudioFeatureOptions = field(default_factory=AudioFeatureOptions)
+    pen: PenFeatureOptions = field(default_factory=PenFeatureOptions)
 
 
 @dataclass
@@ -38,14 +53,12 @@ class PrepareConfig:
 class DataConfig:
     skip_bad: bool = False  # skip (and list) bad items instead of stopping at the first
     cache_dir: str = "${prepare.out}/features"
-    train_split: str = "train"
-    dev_split: str = "dev"
 
 
 @dataclass
 class DecodeConfig:
     method: str = "greedy"
-    splits: list[str] = field(default_factory=lambda: ["dev", "test"])
+    splits: list[str] | None = None  # default: the dev split and the test splits
     checkpoint: str = "best.pt"  # file name inside exp_dir, or a path
     batch_frames: int = 30000
 
@@ -55,7 +68,7 @@ class Config:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    features: AudioFeatureOptions = field(default_factory=AudioFeatureOptions)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelOptions = field(default_factory=ModelOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
     trainer: TrainerOptions = field(default_factory=TrainerOptions)
@@ -63,6 +76,10 @@ class Config:
     recipe: str = "timit"
     name: str = "default"
     exp_dir: str = "exp/${recipe}/${name}"
+
+    @property
+    def decode_splits(self) -> list[str]:
+        return self.decode.splits or [self.corpus.dev_split, *self.corpus.test_splits]
 
 
 def register() -> None:

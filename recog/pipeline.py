@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,9 +13,10 @@ import torch
 
 from recog.batching import CTCDataset
 from recog.config import Config
-from recog.data.timit import SPLITS, read_timit
+from recog.data import iamondb, timit
 from recog.data.timit_speakers import SPLIT_SIZES
 from recog.data.utterance import (
+    Corpus,
     DataError,
     Rejections,
     Utterance,
@@ -27,39 +29,66 @@ from recog.features.cache import FeatureCache, build_cache, feature_stats
 from recog.metrics import score, write_text, write_trn
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel, ctc_min_frames
-from recog.tasks import TimitTask, task_for
+from recog.tasks import InkTask, Task, TimitTask
+from recog.tokens import Vocabulary
 from recog.train import fit, run_model
 
 log = logging.getLogger("recog")
 
 
-def get_task(cfg: Config) -> TimitTask:
-    return task_for(cfg.corpus.name, cfg.corpus.phone_set, cfg.features)
+# --------------------------------------------------------------------------- corpora
+def _read(cfg: Config) -> Corpus:
+    """Build the synthetic corpus if asked, then read the corpus with its own reader."""
+    root, c = Path(cfg.corpus.root), cfg.corpus
+    if c.name == "timit":
+        if c.synthetic:
+            from recog.data.synth.timit import generate_timit
+
+            generate_timit(root, c.speech_synth, progress=cfg.trainer.progress)
+        return timit.read_timit(root, drop_sa=c.drop_sa, skip_bad=cfg.data.skip_bad)
+    if c.name == "iamondb":
+        if c.synthetic:
+            from recog.data.synth.iamondb import generate_iamondb
+
+            generate_iamondb(root, c.ink_synth, progress=cfg.trainer.progress)
+        return iamondb.read_iamondb(root, skip_bad=cfg.data.skip_bad,
+                                    unpack_dir=Path(cfg.prepare.out) / "unpacked")
+    raise ValueError(f"unknown corpus.name {c.name!r} (timit or iamondb)")
+
+
+PUBLISHED: dict[str, Callable[[str], str]] = {
+    "timit": lambda s: "{}/{}".format(*SPLIT_SIZES[s]) if s in SPLIT_SIZES else "",
+    "iamondb": lambda s: f"-/{iamondb.PUBLISHED_LINES[s]}" if s in iamondb.PUBLISHED_LINES
+    else "",
+}
+
+
+def get_task(cfg: Config) -> Task:
+    if cfg.features.front_end == "audio":
+        return TimitTask(cfg.corpus.phone_set, cfg.features.audio)
+    if cfg.features.front_end == "pen":
+        return InkTask(cfg.features.pen)
+    raise ValueError(f"unknown features.front_end {cfg.features.front_end!r} (audio or pen)")
 
 
 # --------------------------------------------------------------------------- prepare
 def prepare(cfg: Config) -> dict:
     """Read the corpus (building the synthetic one first if asked), write <split>.jsonl and
     summary.json under ``prepare.out``, and return the summary."""
-    root = Path(cfg.corpus.root)
-    if cfg.corpus.synthetic:
-        from recog.data.synth.timit import generate_timit
-
-        generate_timit(root, cfg.corpus.synth, progress=cfg.trainer.progress)
-    corpus = read_timit(root, drop_sa=cfg.corpus.drop_sa, skip_bad=cfg.data.skip_bad)
+    corpus = _read(cfg)
     out = Path(cfg.prepare.out)
     task = get_task(cfg)
+    published = PUBLISHED[cfg.corpus.name]
     summary: dict = {"root": str(corpus.root), "splits": {}, "rejected": []}
-    for split in SPLITS:
-        utts = corpus.splits[split]
+    for split, utts in corpus.splits.items():
         write_jsonl(out / f"{split}.jsonl", utts)
         summary["splits"][split] = {
             "speakers": len({u.speaker for u in utts}),
             "utterances": len(utts),
             "tokens": sum(len(u.tokens) for u in utts),
-            "scored_tokens": sum(len(task.normalize(u.tokens)) for u in utts),
-            "published": dict(zip(("speakers", "utterances"), SPLIT_SIZES[split],
-                                  strict=True)),
+            "scored_tokens": {name: sum(len(f(u.tokens)) for u in utts)
+                              for name, f in task.metrics.items()},
+            "published": published(split),
         }
     summary["rejected"] = [e.as_dict() for e in corpus.rejected]
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
@@ -68,13 +97,15 @@ def prepare(cfg: Config) -> dict:
 
 def format_summary(summary: dict) -> str:
     """The prepare summary as a text table."""
+    metrics = list(next(iter(summary["splits"].values()))["scored_tokens"])
     rows = [f"corpus: {summary['root']}",
-            f"{'split':<10} {'speakers':>8} {'utts':>6} {'tokens':>8} {'scored(39)':>10}"
-            f"   published (speakers/utts)"]
+            f"{'split':<10} {'spk/wrt':>8} {'utts':>6} {'tokens':>8} "
+            + " ".join(f"{'N(' + m + ')':>8}" for m in metrics)
+            + "   published (speakers/utts)"]
     for split, s in summary["splits"].items():
-        p = s["published"]
         rows.append(f"{split:<10} {s['speakers']:>8} {s['utterances']:>6} {s['tokens']:>8} "
-                    f"{s['scored_tokens']:>10}   {p['speakers']}/{p['utterances']}")
+                    + " ".join(f"{s['scored_tokens'][m]:>8}" for m in metrics)
+                    + f"   {s['published']}")
     rows.append(f"rejected: {len(summary['rejected'])}")
     rows += [f"  {r['path']}{':' + str(r['line']) if r['line'] else ''}: {r['reason']}"
              for r in summary["rejected"]]
@@ -97,70 +128,79 @@ def features(cfg: Config, split: str) -> FeatureCache:
                        cfg.data.cache_dir, split, progress=cfg.trainer.progress)
 
 
-def dataset(cfg: Config, split: str, model: CTCModel | None = None,
+def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None = None,
             rejections: Rejections | None = None) -> tuple[CTCDataset, list[Utterance]]:
-    """Cached features and encoded targets of a split; with a model, utterances whose
-    labels cannot fit their output frames under CTC are reported (see ``ctc_fits``)."""
+    """Cached features and encoded targets of a split. A token outside ``vocab`` and, with a
+    model, labels that cannot fit their output frames under CTC are bad items."""
+    rejections = rejections if rejections is not None else Rejections()
     task = get_task(cfg)
     utts = load_split(cfg, split)
     cache = features(cfg, split)
-    vocab = task.vocabulary
-    targets = [vocab.encode(task.targets(u)) for u in utts]
-    if model is not None:
-        keep = []
-        for i, u in enumerate(utts):
+    index = vocab.index
+    jsonl = Path(cfg.prepare.out) / f"{split}.jsonl"
+    keep, targets = [], []
+    for i, u in enumerate(utts):
+        labels = task.targets(u)
+        unknown = sorted({t for t in labels if t not in index})
+        if unknown:
+            rejections.add(DataError(jsonl, f"utterance {u.id} ({u.source}): token(s) "
+                                     f"{unknown} not in the model's vocabulary", i + 1))
+            continue
+        ids = [index[t] for t in labels]
+        if model is not None:
             frames = int(model.output_lengths(torch.tensor(int(cache.lengths[i]))))
-            need = ctc_min_frames(targets[i])
-            if frames < need:
-                (rejections if rejections is not None else Rejections()).add(DataError(
+            if frames < ctc_min_frames(ids):
+                rejections.add(DataError(
                     u.source, f"utterance {u.id}: {frames} output frames cannot hold its "
-                    f"{len(targets[i])} labels under CTC (needs {need}); lower model.stack"))
-            else:
-                keep.append(i)
-        if not keep:
-            raise DataError(Path(cfg.prepare.out) / f"{split}.jsonl",
-                            f"no utterance of split {split!r} fits under CTC")
-        if len(keep) < len(utts):
-            cache = cache.subset(keep)
-            targets = [targets[i] for i in keep]
-            utts = [utts[i] for i in keep]
+                    f"{len(ids)} labels under CTC (needs {ctc_min_frames(ids)}); "
+                    "lower model.stack"))
+                continue
+        keep.append(i)
+        targets.append(ids)
+    if not keep:
+        raise DataError(jsonl, f"no utterance of split {split!r} is usable")
+    if len(keep) < len(utts):
+        cache, utts = cache.subset(keep), [utts[i] for i in keep]
     return CTCDataset(cache, targets), utts
 
 
 # --------------------------------------------------------------------------- train
 def train(cfg: Config, config_dict: dict) -> dict:
-    """Train a model on ``data.train_split``, selecting on ``data.dev_split``."""
+    """Train a model on the corpus's train split, selecting on its dev split."""
     task = get_task(cfg)
     exp_dir = Path(cfg.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     torch.manual_seed(cfg.trainer.seed)
-    train_cache = features(cfg, cfg.data.train_split)
-    model = CTCModel(train_cache.dim, len(task.vocabulary), cfg.model)
+    train_split, dev_split = cfg.corpus.train_split, cfg.corpus.dev_split
+    vocab = task.vocabulary(load_split(cfg, train_split))
+    train_cache = features(cfg, train_split)
+    model = CTCModel(train_cache.dim, len(vocab), cfg.model)
     mean, std = feature_stats(train_cache)
     model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
     rejections = Rejections(cfg.data.skip_bad)
-    train_set, _ = dataset(cfg, cfg.data.train_split, model, rejections)
-    dev_set, _ = dataset(cfg, cfg.data.dev_split, model, rejections)
+    train_set, _ = dataset(cfg, train_split, vocab, model, rejections)
+    dev_set, _ = dataset(cfg, dev_split, vocab, model, rejections)
     skipped = [e.as_dict() for e in rejections.items]
     for e in rejections.items:
         log.warning("skipped: %s", e)
     atomic_write_text(exp_dir / "skipped.json", json.dumps(skipped, indent=1))
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("model: %s, %d parameters, %d tokens; train %d utts (%d frames), dev %d utts",
-             asdict(cfg.model), n_params, len(task.vocabulary), len(train_set),
-             int(train_set.lengths.sum()), len(dev_set))
-    result = fit(model, task.vocabulary, train_set, dev_set, cfg.optim, cfg.trainer,
-                 exp_dir, config_dict, task.normalize)
+    log.info("model: %s, %d parameters, %d tokens; %s %d utts (%d frames), %s %d utts",
+             asdict(cfg.model), n_params, len(vocab), train_split, len(train_set),
+             int(train_set.lengths.sum()), dev_split, len(dev_set))
+    normalize = next(iter(task.metrics.values()))
+    result = fit(model, vocab, train_set, dev_set, cfg.optim, cfg.trainer, exp_dir,
+                 config_dict, normalize)
     result["skipped"] = skipped
     return result
 
 
 # --------------------------------------------------------------------------- decode
 def decode(cfg: Config) -> dict:
-    """Greedy-decode each of ``decode.splits`` with the experiment's checkpoint; write
-    ref/hyp (Kaldi text and sclite trn, 39-folded), scores.json and report.md."""
+    """Greedy-decode each split with the experiment's checkpoint; write ref/hyp (Kaldi text
+    and sclite trn, as scored), scores.json and report.md."""
     exp_dir = Path(cfg.exp_dir)
     ckpt = Path(cfg.decode.checkpoint)
     ckpt = ckpt if ckpt.is_file() else exp_dir / cfg.decode.checkpoint
@@ -170,39 +210,49 @@ def decode(cfg: Config) -> dict:
     model, vocab, payload = load_checkpoint(ckpt, device)
     model.to(device)
     task = get_task(cfg)
-    if tuple(vocab.tokens) != tuple(task.vocabulary.tokens):
-        raise ValueError(f"{ckpt}: its vocabulary differs from corpus.phone_set="
-                         f"{cfg.corpus.phone_set}")
-    results: dict = {"checkpoint": str(ckpt), "epoch": payload.get("epoch"), "splits": {}}
-    for split in cfg.decode.splits:
-        ds, utts = dataset(cfg, split)
-        hyps_raw: dict[str, list[str]] = {}
+    rejections = Rejections(cfg.data.skip_bad)
+    results: dict = {"checkpoint": str(ckpt), "epoch": payload.get("epoch"),
+                     "metrics": list(task.metrics), "splits": {}}
+    for split in cfg.decode_splits:
+        ds, utts = dataset(cfg, split, vocab, rejections=rejections)
+        hyps: dict[str, list[str]] = {}
         for batch, log_probs, out_lens in run_model(model, ds, cfg.decode.batch_frames, device):
             for i, ids in zip(batch.indices, greedy_decode(log_probs, out_lens), strict=True):
-                hyps_raw[ds.ids[i]] = vocab.decode(ids)
-        refs = {u.id: task.normalize(u.tokens) for u in utts}
-        hyps = {k: task.normalize(v) for k, v in hyps_raw.items()}
-        s = score(refs, hyps, utt2spk={u.id: u.speaker for u in utts})
+                hyps[ds.ids[i]] = vocab.decode(ids)
+        refs = {u.id: list(u.tokens) for u in utts}
+        utt2spk = {u.id: u.speaker for u in utts}
         out = exp_dir / "results" / split
-        write_text(out / "ref.txt", refs)
-        write_text(out / "hyp.txt", hyps)
-        write_trn(out / "ref.trn", refs)
-        write_trn(out / "hyp.trn", hyps)
-        write_text(out / "hyp.tokens.txt", hyps_raw)
-        atomic_write_text(out / "scores.json", json.dumps(s.as_dict(), indent=1))
-        results["splits"][split] = {k: v for k, v in s.as_dict().items() if k != "per_speaker"}
-        results["splits"][split]["speakers"] = len(s.per_speaker)
+        scored, detailed = {}, {}
+        for name, normalize in task.metrics.items():
+            s = score(refs, hyps, normalize, utt2spk)
+            detailed[name] = s.as_dict()
+            scored[name] = {k: v for k, v in s.as_dict().items() if k != "per_speaker"}
+            scored[name]["speakers"] = len(s.per_speaker)
+        atomic_write_text(out / "scores.json", json.dumps(detailed, indent=1))
+        first = next(iter(task.metrics.values()))
+        as_text = {"ref": {k: task.to_text(first(v)) for k, v in refs.items()},
+                   "hyp": {k: task.to_text(first(v)) for k, v in hyps.items()}}
+        for side, entries in as_text.items():
+            write_text(out / f"{side}.txt", {k: v.split(" ") if v else [] for k, v in
+                                             entries.items()})
+            write_trn(out / f"{side}.trn", {k: [v] for k, v in entries.items()})
+        write_text(out / "hyp.tokens.txt", hyps)
+        results["splits"][split] = scored
+    skipped = [e.as_dict() for e in rejections.items]
+    results["skipped"] = skipped
     atomic_write_text(exp_dir / "results" / "scores.json", json.dumps(results, indent=1))
     atomic_write_text(exp_dir / "results" / "report.md", report(cfg, results, exp_dir))
     return results
 
 
 def format_scores(results: dict) -> str:
-    rows = [f"{'split':<10} {'spk':>4} {'utts':>5} {'N':>7} {'S':>6} {'D':>6} {'I':>6} "
-            f"{'PER %':>7}"]
-    for split, s in results["splits"].items():
-        rows.append(f"{split:<10} {s['speakers']:>4} {s['utterances']:>5} {s['n']:>7} "
-                    f"{s['sub']:>6} {s['del']:>6} {s['ins']:>6} {s['error_rate']:>7.2f}")
+    rows = [f"{'split':<10} {'metric':<6} {'spk':>4} {'utts':>5} {'N':>7} {'S':>6} {'D':>6} "
+            f"{'I':>6} {'ERR %':>7}"]
+    for split, scored in results["splits"].items():
+        for name, s in scored.items():
+            rows.append(f"{split:<10} {name:<6} {s['speakers']:>4} {s['utterances']:>5} "
+                        f"{s['n']:>7} {s['sub']:>6} {s['del']:>6} {s['ins']:>6} "
+                        f"{s['error_rate']:>7.2f}")
     return "\n".join(rows)
 
 
@@ -210,17 +260,22 @@ def report(cfg: Config, results: dict, exp_dir: Path) -> str:
     """A short markdown report: set-up, scores, skipped items."""
     skipped_path = exp_dir / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else []
+    skipped += results.get("skipped", [])
+    fe = cfg.features
+    feats = fe.audio if fe.front_end == "audio" else fe.pen
     lines = [
         f"# {cfg.recipe} / {cfg.name}", "",
-        f"- corpus: `{cfg.corpus.root}` (prepared in `{cfg.prepare.out}`)",
-        f"- features: {cfg.features.kind}, {cfg.features.dim} dims",
+        f"- corpus: {cfg.corpus.name} at `{cfg.corpus.root}` (prepared in "
+        f"`{cfg.prepare.out}`)",
+        f"- features: {fe.front_end} {feats.kind}, {feats.dim} dims",
         f"- model: {cfg.model.layers} x {cfg.model.hidden} {cfg.model.cell}, "
-        f"bidirectional={cfg.model.bidirectional}, stack={cfg.model.stack}, "
-        f"trained on {cfg.corpus.phone_set} phones, scored on 39 (Kaldi folding, q deleted)",
-        f"- checkpoint: `{results['checkpoint']}` (epoch {results['epoch']}, chosen on dev)",
-        f"- decoding: {cfg.decode.method}", "",
+        f"bidirectional={cfg.model.bidirectional}, stack={cfg.model.stack}",
+        f"- checkpoint: `{results['checkpoint']}` (epoch {results['epoch']}, chosen on "
+        f"{cfg.corpus.dev_split} {results['metrics'][0]})",
+        f"- decoding: {cfg.decode.method}; metrics: {', '.join(results['metrics'])}", "",
         "```", format_scores(results), "```", "",
         f"Skipped items: {len(skipped)}",
     ]
-    lines += [f"- `{s['path']}`: {s['reason']}" for s in skipped]
+    lines += [f"- `{s['path']}`{':' + str(s['line']) if s['line'] else ''}: {s['reason']}"
+              for s in skipped]
     return "\n".join(lines) + "\n"

@@ -1,39 +1,58 @@
-"""The modality-specific ends of the pipeline, behind one small interface: which tokens a
-model is trained on, how hypotheses are normalised for scoring, and how features are
-computed from an utterance's source file."""
+"""The modality-specific ends of the pipeline, behind one small interface: the token set a
+model is trained on, how token sequences are scored, and how features are computed from an
+utterance's source file. Everything between (cache, batching, model, loop, decoders) is
+shared and knows nothing of audio or ink."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from typing import Protocol
 
 import torch
 
 from recog.data.audio import read_audio
-from recog.data.utterance import Utterance
+from recog.data.iamondb import read_line_strokes
+from recog.data.utterance import DataError, Utterance
 from recog.features.audio import AudioFeatureOptions, audio_features
+from recog.features.pen import PenFeatureOptions, pen_features
 from recog.tokens import Vocabulary, fold_timit, timit_vocabulary
+
+Normalizer = Callable[[Sequence[str]], Sequence[str]]
+
+
+class Task(Protocol):
+    metrics: dict[str, Normalizer]  # name -> how a token sequence is scored; first selects
+
+    def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary: ...
+    def targets(self, utt: Utterance) -> list[str]: ...
+    def to_text(self, tokens: Sequence[str]) -> str: ...
+    def extract(self, utt: Utterance) -> torch.Tensor: ...
+    @property
+    def feature_key(self) -> dict: ...
+
+
+def _fold39(tokens: Sequence[str]) -> list[str]:
+    return fold_timit(tokens, 39)
 
 
 @dataclass
 class TimitTask:
-    """TIMIT-style phone recognition: train on 61, 48 or 39 phones, score on 39."""
+    """Phone recognition: train on 61, 48 or 39 TIMIT phones, score on 39 (PER)."""
 
     phone_set: int
     features: AudioFeatureOptions
+    metrics = {"PER": _fold39}
 
-    @property
-    def vocabulary(self) -> Vocabulary:
+    def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary:
         return timit_vocabulary(self.phone_set)
 
     def targets(self, utt: Utterance) -> list[str]:
         """The training labels of an utterance (q deleted, folded to the training set)."""
         return fold_timit(utt.tokens, self.phone_set)
 
-    def normalize(self, tokens: Sequence[str]) -> list[str]:
-        """Tokens as scored: the 39-phone folding, without merging repeated sil."""
-        return fold_timit(tokens, 39)
+    def to_text(self, tokens: Sequence[str]) -> str:
+        return " ".join(tokens)
 
     def extract(self, utt: Utterance) -> torch.Tensor:
         samples, rate = read_audio(utt.source)
@@ -44,9 +63,35 @@ class TimitTask:
         return {"front_end": "audio", **self.features.as_dict()}
 
 
-def task_for(corpus_name: str, phone_set: int, features: AudioFeatureOptions) -> TimitTask:
-    """The task for a corpus name (``timit``; more modalities plug in here)."""
-    tasks = {"timit": partial(TimitTask, phone_set, features)}
-    if corpus_name not in tasks:
-        raise ValueError(f"unknown corpus.name {corpus_name!r}; known: {sorted(tasks)}")
-    return tasks[corpus_name]()
+def _words(chars: Sequence[str]) -> list[str]:
+    return "".join(chars).split()
+
+
+@dataclass
+class InkTask:
+    """Handwriting recognition: characters of the training transcripts; CER and WER."""
+
+    features: PenFeatureOptions
+    metrics = {"CER": list, "WER": _words}
+
+    def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary:
+        """Every character of the training transcripts (space included), sorted."""
+        return Vocabulary.from_symbols(sorted({c for u in train for c in u.tokens}))
+
+    def targets(self, utt: Utterance) -> list[str]:
+        return list(utt.tokens)
+
+    def to_text(self, tokens: Sequence[str]) -> str:
+        return "".join(tokens)
+
+    def extract(self, utt: Utterance) -> torch.Tensor:
+        try:
+            return pen_features(read_line_strokes(utt.source), self.features)
+        except ValueError as e:
+            if isinstance(e, DataError):
+                raise
+            raise DataError(utt.source, str(e)) from None
+
+    @property
+    def feature_key(self) -> dict:
+        return {"front_end": "pen", **self.features.as_dict()}

@@ -46,7 +46,7 @@ def test_graves2013_is_the_paper_setup() -> None:
     cfg = _compose(["+experiment=graves2013_ctc", "corpus.root=/t"],
                    ROOT / "recipes/timit/conf")
     assert (cfg.model.layers, cfg.model.hidden, cfg.model.bidirectional) == (5, 250, True)
-    assert cfg.features.dim == 123 and cfg.corpus.phone_set == 61
+    assert cfg.features.audio.dim == 123 and cfg.corpus.phone_set == 61
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum) == ("sgd", 1e-4, 0.9)
 
 

@@ -44,3 +44,17 @@ def test_text_round_trip(tmp_path) -> None:
     write_text(tmp_path / "t", entries)
     assert (tmp_path / "t").read_text() == "u1 a c\nu2 b\nu3\n"
     assert read_text(tmp_path / "t") == entries
+
+
+def test_cer_and_wer_by_hand() -> None:
+    from recog.tasks import InkTask
+
+    cer, wer = InkTask.metrics["CER"], InkTask.metrics["WER"]
+    ref, hyp = tuple("the cat sat"), tuple("the bat  sat!")
+    # characters: c->b (S), extra space (I), '!' (I)
+    assert score({"w-1": ref}, {"w-1": hyp}, cer).total == ErrorCounts(11, 1, 0, 2)
+    # words: the cat sat | the bat sat! -> 2 substitutions
+    assert score({"w-1": ref}, {"w-1": hyp}, wer).total == ErrorCounts(3, 2, 0, 0)
+    # a missing word: 1 deletion of 2 words, 4 of 7 characters
+    assert score({"w-1": tuple("ab cd")}, {"w-1": tuple("ab")}, wer).total == ErrorCounts(
+        2, 0, 1, 0)

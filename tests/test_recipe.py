@@ -35,7 +35,8 @@ def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
                  "results/test/hyp.txt", "results/test/ref.trn", "results/dev/scores.json"):
         assert (exp / name).is_file(), name
     scores = json.loads((exp / "results/scores.json").read_text())
-    test = scores["splits"]["test"]
+    test = scores["splits"]["test"]["PER"]
+    assert json.loads((exp / "results/dev/scores.json").read_text())["PER"]["per_speaker"]
     # the reference counts what the tree holds, folded to 39 (h# -> sil, q deleted)
     refs = (exp / "results/test/ref.txt").read_text().split()
     assert test["n"] == len(refs) - test["utterances"] > 0

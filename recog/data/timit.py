@@ -9,25 +9,15 @@ and Graves et al. (2013) do.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from recog.data.audio import audio_frames
 from recog.data.timit_speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
-from recog.data.utterance import DataError, Rejections, Utterance
+from recog.data.utterance import Corpus, DataError, Rejections, Utterance
 from recog.tokens import TIMIT_61
 
 SPLITS = ("train", "dev", "test", "test_full")
 _DIALECT = re.compile(r"dr[1-8]", re.IGNORECASE)
-
-
-@dataclass
-class Corpus:
-    """Utterances per split and the items that were rejected (with ``skip_bad``)."""
-
-    root: Path
-    splits: dict[str, list[Utterance]]
-    rejected: list[DataError] = field(default_factory=list)
 
 
 def _child(folder: Path, name: str) -> Path | None:

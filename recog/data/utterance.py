@@ -56,6 +56,15 @@ class Rejections:
         return len(self.items)
 
 
+@dataclass
+class Corpus:
+    """What a corpus reader returns: utterances per split, and the items it rejected."""
+
+    root: Path
+    splits: dict[str, list[Utterance]]
+    rejected: list[DataError] = field(default_factory=list)
+
+
 _KNOWN = {"id", "speaker", "source", "tokens", "text"}
 
 

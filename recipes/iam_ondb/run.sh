@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# IAM-OnDB-style online handwriting recognition: recipes/iam_ondb/run.sh [--stage N]
+#   [--stop-stage N] [--experiment synthetic|graves2009_blstm] [Hydra overrides...]
+#   e.g. recipes/iam_ondb/run.sh --experiment graves2009_blstm corpus.root=/data/IAM-OnDB
+recipe_dir=$(cd "$(dirname "$0")" && pwd)
+experiment=synthetic
+score_units="CER:--cer WER:"  # ref/hyp hold the text lines
+source "$recipe_dir/../stages.sh"

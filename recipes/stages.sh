@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The stages every recipe runs; a recipe's run.sh sets recipe_dir, experiment and
+# score_units ("NAME:recog-score options" per metric) and sources this file.
+#   1 prepare   read (or synthesise) the corpus -> <prepare.out>/<split>.jsonl, summary.json
+#   2 features  feature caches of the train, dev and decoded splits
+#   3 train     BLSTM-CTC into exp/<recipe>/<name>/ (best.pt chosen on dev, last.pt)
+#   4 decode    greedy decoding of the dev and test splits -> results/<split>/{ref,hyp}.txt
+#   5 score     error rates with S/D/I from the ref/hyp files (recog-score)
+# Options: [--stage N] [--stop-stage N] [--experiment NAME] [Hydra overrides...]
+set -euo pipefail
+stage=1
+stop_stage=5
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --experiment) experiment=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
+args=("hydra.searchpath=[file://$recipe_dir/conf]" "+experiment=$experiment" "$@")
+
+run_stage() { [[ $stage -le $1 && $1 -le $stop_stage ]]; }
+trap 'echo "== done in ${SECONDS}s"' EXIT
+
+if run_stage 1; then echo "== stage 1: prepare"; recog-prepare "${args[@]}"; fi
+if run_stage 2; then echo "== stage 2: features"; recog-features "${args[@]}"; fi
+if run_stage 3; then echo "== stage 3: train"; recog-train "${args[@]}"; fi
+if run_stage 4; then echo "== stage 4: decode"; recog-decode "${args[@]}"; fi
+if run_stage 5; then
+  echo "== stage 5: score"
+  resolved=$(recog-decode "${args[@]}" --cfg job --resolve)
+  exp_dir=$(sed -n 's/^exp_dir: //p' <<<"$resolved")
+  for split in $(ls "$exp_dir/results"); do
+    [[ -d "$exp_dir/results/$split" ]] || continue
+    for unit in $score_units; do
+      # shellcheck disable=SC2086  # the options are meant to split
+      echo "$split ${unit%%:*}: $(recog-score "$exp_dir/results/$split/ref.txt" \
+        "$exp_dir/results/$split/hyp.txt" ${unit#*:} | tail -n 1)"
+    done
+  done
+fi

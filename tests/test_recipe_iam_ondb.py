@@ -1,0 +1,63 @@
+"""The IAM-OnDB recipe's stages, run as a user runs them, on a tiny zig-zag corpus."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from tests.iamondb_tree import make_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _overrides(tmp_path: Path) -> list[str]:
+    return ["corpus.synthetic=false", f"corpus.root={tmp_path / 'corpus'}",
+            f"prepare.out={tmp_path / 'prep'}", f"exp_dir={tmp_path / 'exp'}",
+            "model.hidden=16", "model.layers=1", "model.stack=1", "trainer.epochs=2",
+            "trainer.progress=false", "features.pen.resample_step=0.25"]
+
+
+def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
+    make_tree(tmp_path / "corpus")
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    run = subprocess.run(["bash", str(ROOT / "recipes/iam_ondb/run.sh"), *_overrides(tmp_path)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for n, stage in enumerate(("prepare", "features", "train", "decode", "score"), 1):
+        assert f"== stage {n}: {stage}" in run.stdout
+    summary = json.loads((tmp_path / "prep/summary.json").read_text())
+    assert {k: v["utterances"] for k, v in summary["splits"].items()} == {
+        "train": 5, "val1": 2, "val2": 2, "test": 2}
+    exp = tmp_path / "exp"
+    scores = json.loads((exp / "results/scores.json").read_text())
+    assert set(scores["splits"]) == {"val1", "test"}
+    test = scores["splits"]["test"]
+    assert (test["CER"]["n"], test["WER"]["n"]) == (len("a b") + len("abba"), 3)
+    assert (exp / "results/test/ref.txt").read_text() == "d04-030u-01 a b\nd04-030u-02 abba\n"
+    assert "test CER: total" in run.stdout and "test WER: total" in run.stdout
+    vocab = torch.load(exp / "best.pt", weights_only=False)["vocab"]
+    assert vocab == ["<blk>", " ", '"', "#", "a", "b"]  # from the training transcripts
+
+
+def test_character_outside_the_vocabulary_at_decode_time(tmp_path: Path) -> None:
+    base = make_tree(tmp_path / "corpus")
+    ascii_path = base / "ascii/d04/d04-030/d04-030u.txt"
+    ascii_path.write_text(ascii_path.read_text().replace("abba", "abQa"))
+    args = [f"hydra.searchpath=[file://{ROOT / 'recipes/iam_ondb/conf'}]",
+            "+experiment=synthetic", *_overrides(tmp_path)]
+    for verb in ("recog-prepare", "recog-train"):
+        assert subprocess.run([str(BIN / verb), *args], cwd=tmp_path).returncode == 0
+    run = subprocess.run([str(BIN / "recog-decode"), *args], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert f"{tmp_path / 'prep/test.jsonl'}:2: utterance d04-030u-02" in run.stderr
+    assert "['Q'] not in the model's vocabulary" in run.stderr
+    run = subprocess.run([str(BIN / "recog-decode"), *args, "data.skip_bad=true"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    report = (tmp_path / "exp/results/report.md").read_text()
+    assert "Skipped items: 1" in report and "test.jsonl`:2" in report
