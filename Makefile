@@ -1,6 +1,7 @@
 # The two commands of the README: `make run` (install if needed, synthesise the default
 # corpus if absent, train, decode, score) and `make test`.
 PY ?= python3
+RECIPE ?= timit  # make run RECIPE=iam_ondb runs the handwriting recipe
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash recipes/timit/run.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash recipes/$(RECIPE)/run.sh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -25,4 +26,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf exp data/timit_synthetic
+	rm -rf exp data/timit_synthetic data/iamondb_synthetic

@@ -37,9 +37,9 @@ class CorpusConfig:
 
 @dataclass
 class FeaturesConfig:
-    """The front end (``audio`` or ``pen``) and its options block."""
+    """Options of each front end; the corpus decides which one runs (audio for TIMIT, pen
+    for IAM-OnDB)."""
 
-    front_end: str = "audio"
     audio: AudioFeatureOptions = field(default_factory=AudioFeatureOptions)
     pen: PenFeatureOptions = field(default_factory=PenFeatureOptions)
 

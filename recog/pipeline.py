@@ -64,11 +64,12 @@ PUBLISHED: dict[str, Callable[[str], str]] = {
 
 
 def get_task(cfg: Config) -> Task:
-    if cfg.features.front_end == "audio":
+    """The modality ends for the corpus: TIMIT-style speech or IAM-OnDB-style ink."""
+    if cfg.corpus.name == "timit":
         return TimitTask(cfg.corpus.phone_set, cfg.features.audio)
-    if cfg.features.front_end == "pen":
+    if cfg.corpus.name == "iamondb":
         return InkTask(cfg.features.pen)
-    raise ValueError(f"unknown features.front_end {cfg.features.front_end!r} (audio or pen)")
+    raise ValueError(f"unknown corpus.name {cfg.corpus.name!r} (timit or iamondb)")
 
 
 # --------------------------------------------------------------------------- prepare
@@ -261,13 +262,12 @@ def report(cfg: Config, results: dict, exp_dir: Path) -> str:
     skipped_path = exp_dir / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else []
     skipped += results.get("skipped", [])
-    fe = cfg.features
-    feats = fe.audio if fe.front_end == "audio" else fe.pen
+    feats = cfg.features.audio if cfg.corpus.name == "timit" else cfg.features.pen
     lines = [
         f"# {cfg.recipe} / {cfg.name}", "",
         f"- corpus: {cfg.corpus.name} at `{cfg.corpus.root}` (prepared in "
         f"`{cfg.prepare.out}`)",
-        f"- features: {fe.front_end} {feats.kind}, {feats.dim} dims",
+        f"- features: {feats.kind}, {feats.dim} dims",
         f"- model: {cfg.model.layers} x {cfg.model.hidden} {cfg.model.cell}, "
         f"bidirectional={cfg.model.bidirectional}, stack={cfg.model.stack}",
         f"- checkpoint: `{results['checkpoint']}` (epoch {results['epoch']}, chosen on "
