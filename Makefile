@@ -1,7 +1,8 @@
 # The two commands of the README: `make run` (install if needed, synthesise the default
 # corpus if absent, train, decode, score) and `make test`.
 PY ?= python3
-RECIPE ?= timit  # make run RECIPE=iam_ondb runs the handwriting recipe
+# `make run RECIPE=iam_ondb` runs the handwriting recipe instead.
+RECIPE ?= timit
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
