@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-import shutil
 import string
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from recog.data.synth.staging import staged_folder
 
 # --- character set and faces ------------------------------------------------------------
 
@@ -917,10 +916,7 @@ def generate_iamondb(root: Path, options: InkSynthOptions, progress: bool = True
     check_vocabulary()
     check_faces(options.faces)
     forms = _plan(options)
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".IAM-OnDB.partial-", dir=root))
-    staging.chmod(0o755)  # mkdtemp makes it private; the corpus is not
-    try:
+    with staged_folder(target) as staging:
         for done, form in enumerate(forms, start=1):
             _write_form(form, staging, options.seed)
             if progress:
@@ -930,13 +926,4 @@ def generate_iamondb(root: Path, options: InkSynthOptions, progress: bool = True
         for split, name in SPLIT_FILES.items():
             ids = sorted(f.form_id for f in forms if f.split == split)
             (staging / name).write_bytes("".join(f"{i}\n" for i in ids).encode("iso-8859-1"))
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not target.exists():
-                raise
-            shutil.rmtree(staging, ignore_errors=True)  # another build finished first
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target

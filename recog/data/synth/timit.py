@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -41,6 +38,7 @@ import torchaudio.functional
 
 from recog.data.synth import espeak
 from recog.data.synth.espeak_timit import Segment, timit_segments
+from recog.data.synth.staging import staged_folder
 from recog.data.timit_speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
 
 SAMPLE_RATE = 16000
@@ -482,10 +480,7 @@ def generate_timit(root: Path, options: SynthOptions, progress: bool = True) -> 
     check_vocabulary()
     speakers = _plan(options)
     total = sum(len(s.utterances) for s in speakers)
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".TIMIT.partial-", dir=root))
-    staging.chmod(0o755)  # mkdtemp makes it private; the corpus is not
-    try:
+    with staged_folder(target) as staging:
         jobs = [(s, staging, options.seed, options.background_dbfs) for s in speakers]
         done = 0
         with _pool_context().Pool(options.workers, maxtasksperchild=1) as pool:
@@ -495,13 +490,4 @@ def generate_timit(root: Path, options: SynthOptions, progress: bool = True) -> 
                     print(f"\rsynth {done}/{total}", end="", file=sys.stderr, flush=True)
         if progress:
             print(file=sys.stderr, flush=True)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not target.exists():
-                raise
-            shutil.rmtree(staging, ignore_errors=True)  # another build finished first
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
