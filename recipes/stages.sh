@@ -36,7 +36,8 @@ if run_stage 5; then
     for unit in $score_units; do
       # shellcheck disable=SC2086  # the options are meant to split
       echo "$split ${unit%%:*}: $(recog-score "$exp_dir/results/$split/ref.txt" \
-        "$exp_dir/results/$split/hyp.txt" ${unit#*:} | tail -n 1)"
+        "$exp_dir/results/$split/hyp.txt" ${unit#*:} \
+        --out "$exp_dir/results/$split/${unit%%:*}" | tail -n 1)"
     done
   done
 fi

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -92,23 +91,31 @@ def decode(cfg: DictConfig) -> None:
 
 
 def score(argv: list[str] | None = None) -> None:
-    """recog-score REF HYP: error rates of Kaldi-style text files (S, D, I, per speaker)."""
-    from recog.metrics import read_text
+    """recog-score REF HYP: sclite-compatible error rates of Kaldi text or sclite trn files,
+    per speaker and in total, with confusions, the worst utterances and a bootstrap CI."""
+    from recog.metrics import read_text, write_score
     from recog.metrics import score as score_texts
     from recog.tokens import fold_timit
 
     p = argparse.ArgumentParser(prog="recog-score", description=score.__doc__)
-    p.add_argument("ref", help="reference, Kaldi text format: '<utt-id> tok tok ...'")
-    p.add_argument("hyp", help="hypothesis, same format")
+    p.add_argument("ref", help="reference: Kaldi text ('<id> tok ...') or trn ('tok ... (<id>)')")
+    p.add_argument("hyp", help="hypothesis, either format")
     unit = p.add_mutually_exclusive_group()
     unit.add_argument("--fold39", action="store_true",
                       help="map TIMIT phones (61 or 48 sets) to the 39 scoring classes first")
     unit.add_argument("--cer", action="store_true",
                       help="score characters of the text (spaces included), not tokens")
-    p.add_argument("--json", type=Path, help="write the scores as JSON to this file")
+    p.add_argument("--utt2spk", type=Path, help="Kaldi utt2spk file (default: the id's "
+                   "prefix before the first _ or -, sclite's spu_id)")
+    p.add_argument("--out", type=Path, help="folder for report.md and scores.json "
+                   "(default: the HYP file's folder)")
+    p.add_argument("--json", type=Path, help="write scores.json here instead")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap interval")
     args = p.parse_args(argv)
     try:
         refs, hyps = read_text(args.ref), read_text(args.hyp)
+        utt2spk = ({k: v[0] for k, v in read_text(args.utt2spk).items()}
+                   if args.utt2spk else None)
     except DataError as e:
         sys.exit(f"error: {e}")
     if args.fold39:
@@ -117,11 +124,14 @@ def score(argv: list[str] | None = None) -> None:
         normalize = " ".join  # the characters of the text, one space between words
     else:
         normalize = tuple
-    s = score_texts(refs, hyps, normalize)
-    t = s.total
-    print(f"{'speaker':<12} {'N':>7} {'S':>6} {'D':>6} {'I':>6} {'ERR %':>7}")
+    s = score_texts(refs, hyps, normalize, utt2spk)
+    write_score(s, args.out or Path(args.hyp).parent, f"{args.hyp} against {args.ref}",
+                args.json, args.seed)
+    lo, hi = s.confidence_interval(seed=args.seed)
+    print(f"{'speaker':<12} {'N':>7} {'Cor':>7} {'S':>6} {'D':>6} {'I':>6} {'ERR %':>7}")
     for spk, c in sorted(s.per_speaker.items()):
-        print(f"{spk:<12} {c.n:>7} {c.sub:>6} {c.dele:>6} {c.ins:>6} {c.rate:>7.2f}")
-    print(f"{'total':<12} {t.n:>7} {t.sub:>6} {t.dele:>6} {t.ins:>6} {t.rate:>7.2f}")
-    if args.json:
-        atomic_write_text(args.json, json.dumps(s.as_dict(), indent=1))
+        print(f"{spk:<12} {c.n:>7} {c.correct:>7} {c.sub:>6} {c.dele:>6} {c.ins:>6} "
+              f"{c.rate:>7.2f}")
+    t = s.total
+    print(f"{'total':<12} {t.n:>7} {t.correct:>7} {t.sub:>6} {t.dele:>6} {t.ins:>6} "
+          f"{t.rate:>7.2f}  (95 % CI {lo:.2f}-{hi:.2f})")

@@ -26,7 +26,7 @@ from recog.data.utterance import (
 )
 from recog.decode.greedy import greedy_decode
 from recog.features.cache import FeatureCache, build_cache, feature_stats
-from recog.metrics import score, write_text, write_trn
+from recog.metrics import score, write_score, write_text, write_trn
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel, ctc_min_frames
 from recog.tasks import InkTask, Task, TimitTask
@@ -223,13 +223,12 @@ def decode(cfg: Config) -> dict:
         refs = {u.id: list(u.tokens) for u in utts}
         utt2spk = {u.id: u.speaker for u in utts}
         out = exp_dir / "results" / split
-        scored, detailed = {}, {}
+        scored = {}
         for name, normalize in task.metrics.items():
             s = score(refs, hyps, normalize, utt2spk)
-            detailed[name] = s.as_dict()
+            write_score(s, out / name, f"{cfg.recipe} / {cfg.name}: {split} {name}")
             scored[name] = {k: v for k, v in s.as_dict().items() if k != "per_speaker"}
             scored[name]["speakers"] = len(s.per_speaker)
-        atomic_write_text(out / "scores.json", json.dumps(detailed, indent=1))
         first = next(iter(task.metrics.values()))
         as_text = {"ref": {k: task.to_text(first(v)) for k, v in refs.items()},
                    "hyp": {k: task.to_text(first(v)) for k, v in hyps.items()}}
@@ -248,12 +247,13 @@ def decode(cfg: Config) -> dict:
 
 def format_scores(results: dict) -> str:
     rows = [f"{'split':<10} {'metric':<6} {'spk':>4} {'utts':>5} {'N':>7} {'S':>6} {'D':>6} "
-            f"{'I':>6} {'ERR %':>7}"]
+            f"{'I':>6} {'ERR %':>7}  95 % CI"]
     for split, scored in results["splits"].items():
         for name, s in scored.items():
+            lo, hi = s["ci95"]
             rows.append(f"{split:<10} {name:<6} {s['speakers']:>4} {s['utterances']:>5} "
                         f"{s['n']:>7} {s['sub']:>6} {s['del']:>6} {s['ins']:>6} "
-                        f"{s['error_rate']:>7.2f}")
+                        f"{s['error_rate']:>7.2f}  {lo:.2f}-{hi:.2f}")
     return "\n".join(rows)
 
 

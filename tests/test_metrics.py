@@ -58,3 +58,43 @@ def test_cer_and_wer_by_hand() -> None:
     # a missing word: 1 deletion of 2 words, 4 of 7 characters
     assert score({"w-1": tuple("ab cd")}, {"w-1": tuple("ab")}, wer).total == ErrorCounts(
         2, 0, 1, 0)
+
+
+def test_sclite_weights_prefer_indels_to_two_substitutions() -> None:
+    from recog.metrics import align
+
+    # Levenshtein: 2 substitutions or 1 D + 1 I (both 2 errors); sclite's costs (S 4, D 3,
+    # I 3) choose 6 over 8: delete 'a', keep 'b', insert 'a'.
+    assert align(["a", "b"], ["b", "a"]) == [("D", "a", None), ("C", "b", "b"),
+                                             ("I", None, "a")]
+    # one substitution (4) beats a deletion plus an insertion (6)
+    assert align(["a"], ["b"]) == [("S", "a", "b")]
+
+
+def test_bootstrap_interval_reproducible_and_contains_estimate() -> None:
+    import random
+
+    rng = random.Random(1)
+    refs, hyps = {}, {}
+    for spk in range(12):
+        for k in range(5):
+            ref = [rng.choice("abc") for _ in range(10)]
+            hyps[f"s{spk}-{k}"] = [t if rng.random() > 0.05 * (spk % 4) else "x" for t in ref]
+            refs[f"s{spk}-{k}"] = ref
+    s = score(refs, hyps)
+    a, b = s.confidence_interval(seed=7), s.confidence_interval(seed=7)
+    assert a == b and a != s.confidence_interval(seed=8)
+    assert a[0] < s.total.rate < a[1]
+    assert sum(c.errors for c in s.per_speaker.values()) == s.total.errors
+    assert sum(c.n for c in s.per_speaker.values()) == s.total.n
+
+
+def test_trn_round_trip_and_report(tmp_path) -> None:
+    from recog.metrics import report, write_trn
+
+    write_trn(tmp_path / "h.trn", {"s1-1": ["a", "b"], "s1-2": []})
+    assert read_text(tmp_path / "h.trn") == {"s1-1": ["a", "b"], "s1-2": []}
+    s = score({"s1-1": ["a", "b"], "s1-2": ["c"]}, read_text(tmp_path / "h.trn"))
+    text = report(s, "t")
+    assert "| **total** | 3 | 2 | 0 | 1 | 0 | 1 | 33.33 |" in text
+    assert "- `c`: 1" in text and "REF: c" in text and "HYP: *" in text

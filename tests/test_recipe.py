@@ -32,11 +32,15 @@ def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
     exp = tmp_path / "exp"
     for name in ("best.pt", "last.pt", "train.log", "config.yaml", "history.json",
                  "results/report.md", "results/scores.json", "results/test/ref.txt",
-                 "results/test/hyp.txt", "results/test/ref.trn", "results/dev/scores.json"):
+                 "results/test/hyp.txt", "results/test/ref.trn", "results/dev/PER/scores.json",
+                 "results/test/PER/report.md"):
         assert (exp / name).is_file(), name
     scores = json.loads((exp / "results/scores.json").read_text())
     test = scores["splits"]["test"]["PER"]
-    assert json.loads((exp / "results/dev/scores.json").read_text())["PER"]["per_speaker"]
+    per_speaker = json.loads((exp / "results/test/PER/scores.json").read_text())["per_speaker"]
+    assert sum(c["err"] for c in per_speaker.values()) == test["err"]
+    lo, hi = test["ci95"]
+    assert lo <= test["error_rate"] <= hi
     # the reference counts what the tree holds, folded to 39 (h# -> sil, q deleted)
     refs = (exp / "results/test/ref.txt").read_text().split()
     assert test["n"] == len(refs) - test["utterances"] > 0
