@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from recog.batching import CTCDataset
@@ -238,11 +239,53 @@ def decode(cfg: Config) -> dict:
             write_trn(out / f"{side}.trn", {k: [v] for k, v in entries.items()})
         write_text(out / "hyp.tokens.txt", hyps)
         results["splits"][split] = scored
+        if split == cfg.decode_splits[-1]:  # the last test split gets the pictures
+            results["pictures"] = pictures(cfg, model, vocab, task, ds, utts, hyps,
+                                           exp_dir / "results", device)
     skipped = [e.as_dict() for e in rejections.items]
     results["skipped"] = skipped
     atomic_write_text(exp_dir / "results" / "scores.json", json.dumps(results, indent=1))
     atomic_write_text(exp_dir / "results" / "report.md", report(cfg, results, exp_dir))
     return results
+
+
+def pictures(cfg: Config, model: CTCModel, vocab: Vocabulary, task: Task, ds: CTCDataset,
+             utts: list[Utterance], hyps: dict[str, list[str]], out: Path,
+             device: torch.device) -> list[str]:
+    """Training curves, the confusion matrix of the first metric, and for the first utterance
+    a posteriorgram (speech) or its ink coloured by the aligned characters (handwriting)."""
+    from recog import plots
+
+    paths = []
+    history = Path(cfg.exp_dir) / "history.json"
+    name, normalize = next(iter(task.metrics.items()))
+    if history.is_file():
+        paths.append(plots.training_curves(json.loads(history.read_text()),
+                                           out / "training_curves.png", f"dev {name}"))
+    refs = {u.id: list(u.tokens) for u in utts}
+    s = score(refs, hyps, normalize)
+    labels = sorted({t for pair in s.pairs() for t in pair if t is not None})
+    paths.append(plots.confusion_matrix(s.pairs(), labels, out / f"confusion_{name}.png",
+                                        f"{cfg.name}: {name} confusions ({len(utts)} utts)"))
+    feats = np.asarray(ds.cache[0])
+    model.eval()
+    with torch.no_grad():
+        log_probs, _ = model(torch.from_numpy(feats)[None].to(device),
+                             torch.tensor([len(feats)], device=device))
+    log_probs = log_probs[0].cpu().numpy()
+    ref_ids, utt = ds.targets[0], utts[0]
+    hyp = hyps.get(utt.id, [])
+    if isinstance(task, InkTask):
+        points = np.concatenate(task.points(utt))
+        ids = plots.align_points(log_probs, ref_ids, len(points), model.options.stack)
+        chars = [vocab.tokens[i] if i is not None else None for i in ids]
+        paths.append(plots.ink(task.points(utt), chars, out / "ink.png",
+                               task.to_text(utt.tokens), task.to_text(hyp)))
+    else:
+        paths.append(plots.posteriorgram(
+            feats, log_probs, vocab.tokens, ref_ids, out / "posteriorgram.png",
+            f"{utt.id}: ref {task.to_text(task.targets(utt))}", model.options.stack))
+    return [str(p) for p in paths]
 
 
 def format_scores(results: dict) -> str:
@@ -276,6 +319,9 @@ def report(cfg: Config, results: dict, exp_dir: Path) -> str:
         "```", format_scores(results), "```", "",
         f"Skipped items: {len(skipped)}",
     ]
+    pictures = [Path(p) for p in results.get("pictures", [])]
+    if pictures:
+        lines[-1:-1] = [f"![{p.stem}]({p.name})" for p in pictures] + [""]
     lines += [f"- `{s['path']}`{':' + str(s['line']) if s['line'] else ''}: {s['reason']}"
               for s in skipped]
     return "\n".join(lines) + "\n"

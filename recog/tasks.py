@@ -9,13 +9,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from recog.data.audio import read_audio
 from recog.data.iamondb import read_line_strokes
 from recog.data.utterance import DataError, Utterance
 from recog.features.audio import AudioFeatureOptions, audio_features
-from recog.features.pen import PenFeatureOptions, pen_features
+from recog.features.pen import PenFeatureOptions, normalize_ink, pen_features, resample
 from recog.tokens import Vocabulary, fold_timit, timit_vocabulary
 
 Normalizer = Callable[[Sequence[str]], Sequence[str]]
@@ -83,6 +84,15 @@ class InkTask:
 
     def to_text(self, tokens: Sequence[str]) -> str:
         return "".join(tokens)
+
+    def points(self, utt: Utterance) -> list[np.ndarray]:
+        """The normalised, resampled strokes whose points the feature rows describe."""
+        strokes = read_line_strokes(utt.source)
+        if self.features.normalize:
+            strokes = normalize_ink(strokes, self.features.slant)
+        else:  # as pen_features does: only y flipped to point up
+            strokes = [s * np.array([1.0, -1.0, 1.0]) for s in strokes]
+        return resample(strokes, self.features.resample_step)
 
     def extract(self, utt: Utterance) -> torch.Tensor:
         try:

@@ -163,6 +163,7 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
     else:
         seed_everything(opts.seed)
     noise = _WeightNoise(model, optim.weight_noise)
+    board = _tensorboard(exp_dir)
     bad_in_a_row = 0
     for epoch in range(start_epoch, opts.epochs + 1):
         if _epochs_since_best(history) >= opts.early_stop:
@@ -173,6 +174,7 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                                  shuffle=True, seed=opts.seed * 100003 + epoch)
         bar = Progress(len(batches), f"epoch {epoch}", opts.progress)
         loss_sum, utts, frames, skipped, t0 = 0.0, 0, 0, 0, time.monotonic()
+        norm_sum = 0.0
         for n, batch in enumerate(iterate(train_set, batches), 1):
             optimizer.zero_grad(set_to_none=True)
             with noise:
@@ -191,6 +193,7 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                         "data for utterances whose labels do not fit their frames")
                 continue
             bad_in_a_row = 0
+            norm_sum += float(grad_norm)
             optimizer.step()
             loss_sum += loss.item()
             utts += len(batch.indices)
@@ -204,9 +207,15 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
             "epoch": epoch, "train_loss": loss_sum / max(utts, 1), "dev_loss": dev_loss,
             "dev_error_rate": dev_err, "frames_per_s": frames / max(train_time, 1e-9),
             "lr": optimizer.param_groups[0]["lr"], "skipped_steps": skipped,
+            "grad_norm": norm_sum / max(len(batches) - skipped, 1),
             "seconds": time.monotonic() - t0,
         }
         history.append(record)
+        if board is not None:
+            for key in ("train_loss", "dev_loss", "dev_error_rate", "lr", "grad_norm",
+                        "frames_per_s"):
+                board.add_scalar(key, record[key], epoch)
+            board.flush()
         log.info("epoch %3d | train loss %7.3f | dev loss %7.3f | dev error %6.2f %% | "
                  "%7.0f frames/s | lr %.2e | %ds%s", epoch, record["train_loss"], dev_loss,
                  dev_err, record["frames_per_s"], record["lr"], record["seconds"],
@@ -220,6 +229,15 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                         rng={"torch": torch.get_rng_state()})
         atomic_write_text(exp_dir / "history.json", json.dumps(history, indent=1))
     return {"history": history, "best_dev_error_rate": best}
+
+
+def _tensorboard(exp_dir: Path):  # noqa: ANN202 - a SummaryWriter, or None
+    """TensorBoard event files in the experiment folder, when ``tensorboard`` is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(exp_dir / "tensorboard"))
 
 
 def _epochs_since_best(history: list[dict]) -> int:

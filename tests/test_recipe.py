@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
+
 from tests.timit_tree import make_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +47,10 @@ def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
     refs = (exp / "results/test/ref.txt").read_text().split()
     assert test["n"] == len(refs) - test["utterances"] > 0
     assert "q" not in refs and "h#" not in refs
+    for name in ("training_curves", "confusion_PER", "posteriorgram"):
+        image = matplotlib.image.imread(exp / "results" / f"{name}.png")
+        assert image.shape[0] >= 300 and image.shape[1] >= 800, name
+        assert f"({name}.png)" in (exp / "results/report.md").read_text()
     history = json.loads((exp / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert "PER" in (exp / "results/report.md").read_text()

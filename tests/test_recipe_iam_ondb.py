@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import torch
 
 from tests.iamondb_tree import make_tree
@@ -39,6 +40,10 @@ def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
     assert (test["CER"]["n"], test["WER"]["n"]) == (len("a b") + len("abba"), 3)
     assert (exp / "results/test/ref.txt").read_text() == "d04-030u-01 a b\nd04-030u-02 abba\n"
     assert "test CER: total" in run.stdout and "test WER: total" in run.stdout
+    for name in ("training_curves", "confusion_CER", "ink"):
+        image = matplotlib.image.imread(exp / "results" / f"{name}.png")
+        assert image.shape[0] >= 300 and image.shape[1] >= 800, name
+        assert f"({name}.png)" in (exp / "results/report.md").read_text()
     vocab = torch.load(exp / "best.pt", weights_only=False)["vocab"]
     assert vocab == ["<blk>", " ", '"', "#", "a", "b"]  # from the training transcripts
 
