@@ -107,7 +107,7 @@ class Score:
     def confidence_interval(self, level: float = 0.95, samples: int = 1000, seed: int = 0
                             ) -> tuple[float, float]:
         """Bootstrap interval of the error rate, resampling speakers with replacement."""
-        spk = list(self.per_speaker.values())
+        spk = [c for _, c in sorted(self.per_speaker.items())]  # the same for any input order
         errs = np.array([c.errors for c in spk], dtype=np.float64)
         ns = np.array([c.n for c in spk], dtype=np.float64)
         rng = np.random.default_rng(seed)

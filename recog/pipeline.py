@@ -267,7 +267,7 @@ def pictures(cfg: Config, model: CTCModel, vocab: Vocabulary, task: Task, ds: CT
     labels = sorted({t for pair in s.pairs() for t in pair if t is not None})
     paths.append(plots.confusion_matrix(s.pairs(), labels, out / f"confusion_{name}.png",
                                         f"{cfg.name}: {name} confusions ({len(utts)} utts)"))
-    feats = np.asarray(ds.cache[0])
+    feats = np.array(ds.cache[0])  # a writable copy of the memory-mapped frames
     model.eval()
     with torch.no_grad():
         log_probs, _ = model(torch.from_numpy(feats)[None].to(device),

@@ -98,3 +98,11 @@ def test_trn_round_trip_and_report(tmp_path) -> None:
     text = report(s, "t")
     assert "| **total** | 3 | 2 | 0 | 1 | 0 | 1 | 33.33 |" in text
     assert "- `c`: 1" in text and "REF: c" in text and "HYP: *" in text
+
+
+def test_bootstrap_does_not_depend_on_input_order() -> None:
+    refs = {f"s{k}-1": ["a"] * (k + 1) for k in range(6)}
+    hyps = {f"s{k}-1": ["a"] * (k % 3) for k in range(6)}
+    forward = score(refs, hyps).confidence_interval(seed=3)
+    backward = score(dict(reversed(refs.items())), hyps).confidence_interval(seed=3)
+    assert forward == backward
