@@ -9,6 +9,7 @@ The 95 % confidence interval of a corpus error rate is a bootstrap over speakers
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -210,8 +211,6 @@ def report(s: Score, title: str, worst: int = 5, seed: int = 0) -> str:
 def write_score(s: Score, folder: str | Path, title: str, json_path: str | Path | None = None,
                 seed: int = 0) -> None:
     """Write ``report.md`` and ``scores.json`` (or the JSON to ``json_path``)."""
-    import json
-
     folder = Path(folder)
     atomic_write_text(folder / "report.md", report(s, title, seed=seed))
     atomic_write_text(Path(json_path) if json_path else folder / "scores.json",

@@ -27,7 +27,7 @@ from recog.data.utterance import (
 )
 from recog.decode.greedy import greedy_decode
 from recog.features.cache import FeatureCache, build_cache, feature_stats
-from recog.metrics import score, write_score, write_text, write_trn
+from recog.metrics import Score, score, write_score, write_text, write_trn
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel, ctc_min_frames
 from recog.tasks import InkTask, Task, TimitTask
@@ -224,9 +224,10 @@ def decode(cfg: Config) -> dict:
         refs = {u.id: list(u.tokens) for u in utts}
         utt2spk = {u.id: u.speaker for u in utts}
         out = exp_dir / "results" / split
-        scored = {}
+        scored, first_score = {}, None
         for name, normalize in task.metrics.items():
             s = score(refs, hyps, normalize, utt2spk)
+            first_score = first_score or s
             write_score(s, out / name, f"{cfg.recipe} / {cfg.name}: {split} {name}")
             scored[name] = {k: v for k, v in s.as_dict().items() if k != "per_speaker"}
             scored[name]["speakers"] = len(s.per_speaker)
@@ -241,7 +242,7 @@ def decode(cfg: Config) -> dict:
         results["splits"][split] = scored
         if split == cfg.decode_splits[-1]:  # the last test split gets the pictures
             results["pictures"] = pictures(cfg, model, vocab, task, ds, utts, hyps,
-                                           exp_dir / "results", device)
+                                           first_score, exp_dir / "results", device)
     skipped = [e.as_dict() for e in rejections.items]
     results["skipped"] = skipped
     atomic_write_text(exp_dir / "results" / "scores.json", json.dumps(results, indent=1))
@@ -250,22 +251,22 @@ def decode(cfg: Config) -> dict:
 
 
 def pictures(cfg: Config, model: CTCModel, vocab: Vocabulary, task: Task, ds: CTCDataset,
-             utts: list[Utterance], hyps: dict[str, list[str]], out: Path,
+             utts: list[Utterance], hyps: dict[str, list[str]], first: Score, out: Path,
              device: torch.device) -> list[str]:
-    """Training curves, the confusion matrix of the first metric, and for the first utterance
-    a posteriorgram (speech) or its ink coloured by the aligned characters (handwriting)."""
+    """Training curves, the confusion matrix of the first metric (scored as ``first``), and
+    for the first utterance a posteriorgram (speech) or its ink coloured by the aligned
+    characters (handwriting)."""
     from recog import plots
 
     paths = []
     history = Path(cfg.exp_dir) / "history.json"
-    name, normalize = next(iter(task.metrics.items()))
+    name = next(iter(task.metrics))
     if history.is_file():
         paths.append(plots.training_curves(json.loads(history.read_text()),
                                            out / "training_curves.png", f"dev {name}"))
-    refs = {u.id: list(u.tokens) for u in utts}
-    s = score(refs, hyps, normalize)
-    labels = sorted({t for pair in s.pairs() for t in pair if t is not None})
-    paths.append(plots.confusion_matrix(s.pairs(), labels, out / f"confusion_{name}.png",
+    pairs = first.pairs()
+    labels = sorted({t for pair in pairs for t in pair if t is not None})
+    paths.append(plots.confusion_matrix(pairs, labels, out / f"confusion_{name}.png",
                                         f"{cfg.name}: {name} confusions ({len(utts)} utts)"))
     feats = np.array(ds.cache[0])  # a writable copy of the memory-mapped frames
     model.eval()
@@ -276,10 +277,11 @@ def pictures(cfg: Config, model: CTCModel, vocab: Vocabulary, task: Task, ds: CT
     ref_ids, utt = ds.targets[0], utts[0]
     hyp = hyps.get(utt.id, [])
     if isinstance(task, InkTask):
-        points = np.concatenate(task.points(utt))
-        ids = plots.align_points(log_probs, ref_ids, len(points), model.options.stack)
+        strokes = task.points(utt)
+        n_points = sum(len(stroke) for stroke in strokes)
+        ids = plots.align_points(log_probs, ref_ids, n_points, model.options.stack)
         chars = [vocab.tokens[i] if i is not None else None for i in ids]
-        paths.append(plots.ink(task.points(utt), chars, out / "ink.png",
+        paths.append(plots.ink(strokes, chars, out / "ink.png",
                                task.to_text(utt.tokens), task.to_text(hyp)))
     else:
         paths.append(plots.posteriorgram(

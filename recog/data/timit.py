@@ -16,7 +16,6 @@ from recog.data.timit_speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
 from recog.data.utterance import Corpus, DataError, Rejections, Utterance
 from recog.tokens import TIMIT_61
 
-SPLITS = ("train", "dev", "test", "test_full")
 _DIALECT = re.compile(r"dr[1-8]", re.IGNORECASE)
 
 
