@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from recog import pipeline
 from recog.config import Config, register
 from recog.data.utterance import DataError, atomic_write_text
+from recog.lockfile import LockedError, exp_lock
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 register()
@@ -41,7 +42,7 @@ def _verb(fn: Callable[[DictConfig], None]) -> Callable[[], None]:
     def main(cfg: DictConfig) -> None:
         try:
             fn(cfg)
-        except DataError as e:
+        except (DataError, LockedError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
 
@@ -74,8 +75,9 @@ def train(cfg: DictConfig) -> None:
     exp_dir = Path(c.exp_dir)
     _logging(exp_dir / "train.log")
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    atomic_write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    result = pipeline.train(c, resolved)
+    with exp_lock(exp_dir, "recog-train"):  # before config.yaml: one writer per folder
+        atomic_write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        result = pipeline.train(c, resolved)
     print(f"best dev error rate: {result['best_dev_error_rate']:.2f} % "
           f"(checkpoint {exp_dir / 'best.pt'})")
 

@@ -27,6 +27,7 @@ from recog.data.utterance import (
 )
 from recog.decode.greedy import greedy_decode
 from recog.features.cache import FeatureCache, build_cache, feature_stats
+from recog.lockfile import exp_lock
 from recog.metrics import Score, score, write_score, write_text, write_trn
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel, ctc_min_frames
@@ -124,16 +125,24 @@ def load_split(cfg: Config, split: str) -> list[Utterance]:
 
 # --------------------------------------------------------------------------- features
 def features(cfg: Config, split: str) -> FeatureCache:
-    """The feature cache of one split (built if its inputs or configuration changed)."""
+    """The feature cache of one split (built if its inputs or configuration changed); an
+    utterance whose features are bad stops it, unless ``data.skip_bad`` (then it is listed)."""
     task = get_task(cfg)
-    return build_cache(load_split(cfg, split), task.extract, task.feature_key,
-                       cfg.data.cache_dir, split, progress=cfg.trainer.progress)
+    cache = build_cache(load_split(cfg, split), task.extract, task.feature_key,
+                        cfg.data.cache_dir, split, progress=cfg.trainer.progress,
+                        skip_bad=cfg.data.skip_bad)
+    if cache.bad and not cfg.data.skip_bad:  # built earlier with skip_bad
+        raise next(iter(cache.bad.values()))
+    return cache
 
 
 def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None = None,
-            rejections: Rejections | None = None) -> tuple[CTCDataset, list[Utterance]]:
-    """Cached features and encoded targets of a split. A token outside ``vocab`` and, with a
-    model, labels that cannot fit their output frames under CTC are bad items."""
+            rejections: Rejections | None = None, max_frames: int | None = None
+            ) -> tuple[CTCDataset, list[Utterance]]:
+    """Cached features and encoded targets of a split. Bad items: features that could not be
+    computed, an utterance longer than ``max_frames`` (a batch's frame budget: it alone would
+    exceed the memory planned per batch), a token outside ``vocab`` and, with a model,
+    labels that cannot fit their output frames under CTC."""
     rejections = rejections if rejections is not None else Rejections()
     task = get_task(cfg)
     utts = load_split(cfg, split)
@@ -142,6 +151,15 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
     jsonl = Path(cfg.prepare.out) / f"{split}.jsonl"
     keep, targets = [], []
     for i, u in enumerate(utts):
+        if i in cache.bad:
+            rejections.add(cache.bad[i])
+            continue
+        if max_frames is not None and cache.lengths[i] > max_frames:
+            rejections.add(DataError(
+                u.source, f"utterance {u.id} has {int(cache.lengths[i])} feature frames, more "
+                f"than a whole batch may hold ({max_frames}): raise the batch_frames option "
+                "if memory allows, or split the utterance"))
+            continue
         labels = task.targets(u)
         unknown = sorted({t for t in labels if t not in index})
         if unknown:
@@ -169,9 +187,13 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
 # --------------------------------------------------------------------------- train
 def train(cfg: Config, config_dict: dict) -> dict:
     """Train a model on the corpus's train split, selecting on its dev split."""
+    with exp_lock(cfg.exp_dir, "recog-train"):
+        return _train(cfg, config_dict)
+
+
+def _train(cfg: Config, config_dict: dict) -> dict:
     task = get_task(cfg)
     exp_dir = Path(cfg.exp_dir)
-    exp_dir.mkdir(parents=True, exist_ok=True)
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     torch.manual_seed(cfg.trainer.seed)
@@ -182,11 +204,15 @@ def train(cfg: Config, config_dict: dict) -> dict:
     mean, std = feature_stats(train_cache)
     model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
     rejections = Rejections(cfg.data.skip_bad)
-    train_set, _ = dataset(cfg, train_split, vocab, model, rejections)
-    dev_set, _ = dataset(cfg, dev_split, vocab, model, rejections)
+    budget = cfg.trainer.batch_frames
+    train_set, _ = dataset(cfg, train_split, vocab, model, rejections, budget)
+    dev_set, _ = dataset(cfg, dev_split, vocab, model, rejections, budget)
     skipped = [e.as_dict() for e in rejections.items]
     for e in rejections.items:
         log.warning("skipped: %s", e)
+    if skipped:
+        log.warning("skipped %d bad item(s) (data.skip_bad=true); listed in %s",
+                    len(skipped), exp_dir / "skipped.json")
     atomic_write_text(exp_dir / "skipped.json", json.dumps(skipped, indent=1))
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %s, %d parameters, %d tokens; %s %d utts (%d frames), %s %d utts",
@@ -203,11 +229,14 @@ def train(cfg: Config, config_dict: dict) -> dict:
 def decode(cfg: Config) -> dict:
     """Greedy-decode each split with the experiment's checkpoint; write ref/hyp (Kaldi text
     and sclite trn, as scored), scores.json and report.md."""
+    with exp_lock(cfg.exp_dir, "recog-decode"):
+        return _decode(cfg)
+
+
+def _decode(cfg: Config) -> dict:
     exp_dir = Path(cfg.exp_dir)
     ckpt = Path(cfg.decode.checkpoint)
     ckpt = ckpt if ckpt.is_file() else exp_dir / cfg.decode.checkpoint
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: no checkpoint (train first)")
     device = torch.device(cfg.trainer.device)
     model, vocab, payload = load_checkpoint(ckpt, device)
     model.to(device)
@@ -216,13 +245,21 @@ def decode(cfg: Config) -> dict:
     results: dict = {"checkpoint": str(ckpt), "epoch": payload.get("epoch"),
                      "metrics": list(task.metrics), "splits": {}}
     for split in cfg.decode_splits:
-        ds, utts = dataset(cfg, split, vocab, rejections=rejections)
+        ds, utts = dataset(cfg, split, vocab, rejections=rejections,
+                           max_frames=cfg.decode.batch_frames)
         hyps: dict[str, list[str]] = {}
         for batch, log_probs, out_lens in run_model(model, ds, cfg.decode.batch_frames, device):
-            for i, ids in zip(batch.indices, greedy_decode(log_probs, out_lens), strict=True):
-                hyps[ds.ids[i]] = vocab.decode(ids)
-        refs = {u.id: list(u.tokens) for u in utts}
-        utt2spk = {u.id: u.speaker for u in utts}
+            inside = torch.arange(log_probs.shape[1], device=device)[None] < out_lens[:, None]
+            finite = (torch.isfinite(log_probs).all(dim=2) | ~inside).all(dim=1).tolist()
+            for k, (i, ids) in enumerate(zip(batch.indices, greedy_decode(log_probs, out_lens),
+                                             strict=True)):
+                if finite[k]:
+                    hyps[ds.ids[i]] = vocab.decode(ids)
+                else:
+                    rejections.add(DataError(utts[i].source, f"utterance {utts[i].id}: the "
+                                             "model's output is not finite (NaN or inf)"))
+        refs = {u.id: list(u.tokens) for u in utts if u.id in hyps}
+        utt2spk = {u.id: u.speaker for u in utts if u.id in hyps}
         out = exp_dir / "results" / split
         scored, first_score = {}, None
         for name, normalize in task.metrics.items():

@@ -14,7 +14,7 @@ import torch
 
 from recog.data.audio import read_audio
 from recog.data.iamondb import read_line_strokes
-from recog.data.utterance import DataError, Utterance
+from recog.data.utterance import Utterance
 from recog.features.audio import AudioFeatureOptions, audio_features
 from recog.features.pen import PenFeatureOptions, normalize_ink, pen_features, resample
 from recog.tokens import Vocabulary, fold_timit, timit_vocabulary
@@ -95,12 +95,7 @@ class InkTask:
         return resample(strokes, self.features.resample_step)
 
     def extract(self, utt: Utterance) -> torch.Tensor:
-        try:
-            return pen_features(read_line_strokes(utt.source), self.features)
-        except ValueError as e:
-            if isinstance(e, DataError):
-                raise
-            raise DataError(utt.source, str(e)) from None
+        return pen_features(read_line_strokes(utt.source), self.features)
 
     @property
     def feature_key(self) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,22 @@ import soundfile as sf
 from recog.data.utterance import DataError
 
 NIST_HEADER_BYTES = 1024
+_SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4,
+                 "DOUBLE": 8, "ULAW": 1, "ALAW": 1}
 
 
-def audio_frames(path: str | Path) -> tuple[int, int]:
-    """Return (number of samples, sample rate), checking that the file is whole."""
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a reader needs to know of an audio file before it trusts it."""
+
+    frames: int
+    rate: int
+    channels: int
+    subtype: str  # soundfile's name of the sample format: PCM_16, PCM_24, FLOAT, ...
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Samples, rate, channels and sample format of a file, checking that it is whole."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "audio file is missing")
@@ -22,8 +35,9 @@ def audio_frames(path: str | Path) -> tuple[int, int]:
     except Exception as e:  # soundfile raises several types for unreadable files
         raise DataError(path, f"unreadable audio: {e}") from None
     if info.format == "NIST":
-        declared = _nist_sample_count(path)
-        available = (path.stat().st_size - NIST_HEADER_BYTES) // (2 * info.channels)
+        declared = _nist_header_int(path, "sample_count")
+        width = _nist_header_int(path, "sample_n_bytes") or _SAMPLE_BYTES.get(info.subtype, 2)
+        available = (path.stat().st_size - NIST_HEADER_BYTES) // (width * max(info.channels, 1))
         if declared is not None and available < declared:
             raise DataError(
                 path, f"truncated NIST SPHERE file: header declares {declared} samples, "
@@ -31,16 +45,23 @@ def audio_frames(path: str | Path) -> tuple[int, int]:
             )
     if info.frames <= 0:
         raise DataError(path, "audio file holds no samples")
-    return info.frames, info.samplerate
+    return AudioInfo(info.frames, info.samplerate, info.channels, info.subtype)
 
 
-def _nist_sample_count(path: Path) -> int | None:
+def _nist_header_int(path: Path, field: str) -> int | None:
+    """An integer field of a NIST SPHERE header ('name -i value'), None when absent."""
     with path.open("rb") as f:
         header = f.read(NIST_HEADER_BYTES).decode("ascii", "replace")
-    for line in header.splitlines():
+    for n, line in enumerate(header.splitlines(), 1):
         parts = line.split()
-        if len(parts) == 3 and parts[0] == "sample_count":
-            return int(parts[2])
+        if len(parts) == 3 and parts[0] == field:
+            try:
+                return int(parts[2])
+            except ValueError:
+                raise DataError(path, f"NIST header field {field} is not an integer: "
+                                f"{parts[2]!r}", n) from None
+        if parts[:1] == ["end_head"]:
+            break
     return None
 
 
@@ -52,4 +73,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
         raise DataError(path, f"unreadable audio: {e}") from None
     if data.shape[0] == 0:
         raise DataError(path, "audio file holds no samples")
+    if not np.isfinite(data).all():
+        bad = int(np.flatnonzero(~np.isfinite(data).all(axis=1))[0])
+        raise DataError(path, f"audio holds a non-finite sample (NaN or inf) at sample {bad}")
     return data.mean(axis=1), rate

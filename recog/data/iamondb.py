@@ -27,6 +27,8 @@ PUBLISHED_LINES = {"train": 5364, "val1": 1438, "val2": 1518, "test": 3859}
 ARCHIVES = ("lineStrokes-all.tar.gz", "ascii-all.tar.gz")
 _ENTITIES = {"&quot;": '"', "&apos;": "'", "&lt;": "<", "&gt;": ">", "&amp;": "&"}
 _FORM = re.compile(r"([a-z]\d\d)-(\d\d\d[a-z]?)([a-z]?)$")
+_LINE_NUMBER = re.compile(r"-(\d+)")
+_MAX_COORD = 1e9  # sensor units; beyond this a coordinate is corrupt (whiteboards: < 1e5)
 
 
 def read_line_strokes(path: str | Path) -> list[np.ndarray]:
@@ -44,14 +46,19 @@ def read_line_strokes(path: str | Path) -> list[np.ndarray]:
             if not strokes:
                 raise DataError(path, "Point outside a Stroke", parser.CurrentLineNumber)
             try:
-                strokes[-1].append((float(attrs["x"]), float(attrs["y"]),
-                                    float(attrs.get("time", "nan"))))
+                x, y = float(attrs["x"]), float(attrs["y"])
+                t = float(attrs.get("time", "nan"))
             except (KeyError, ValueError):
                 raise DataError(path, f"Point needs numeric x, y and time, got {attrs}",
                                 parser.CurrentLineNumber) from None
+            if not (np.isfinite(x) and np.isfinite(y)) or abs(x) > _MAX_COORD \
+                    or abs(y) > _MAX_COORD or np.isinf(t):
+                raise DataError(path, f"Point coordinates out of range: {attrs}",
+                                parser.CurrentLineNumber)
+            strokes[-1].append((x, y, t))
 
     def end(name: str) -> None:
-        if name == "Stroke" and not strokes[-1]:
+        if name == "Stroke" and strokes and not strokes[-1]:
             raise DataError(path, "Stroke has no points", stroke_line[0])
 
     parser.StartElementHandler, parser.EndElementHandler = start, end
@@ -60,17 +67,22 @@ def read_line_strokes(path: str | Path) -> list[np.ndarray]:
             parser.ParseFile(f)
     except FileNotFoundError:
         raise DataError(path, "line file is missing") from None
+    except IsADirectoryError:
+        raise DataError(path, "line file is a folder") from None
     except xml.parsers.expat.ExpatError as e:
         raise DataError(path, f"malformed XML: {xml.parsers.expat.ErrorString(e.code)}",
                         e.lineno) from None
     if not strokes:
         raise DataError(path, "no strokes (StrokeSet is empty)")
+    if len(strokes) == 1 and len(strokes[0]) == 1:
+        raise DataError(path, "the line's ink is a single point (a one-point stroke alone)",
+                        stroke_line[0])
     return [np.asarray(s, dtype=np.float64) for s in strokes]
 
 
 def read_transcription(path: Path) -> list[str]:
     """The ``CSR:`` lines of a form's ascii file (ISO-8859-1, XML entities decoded)."""
-    lines = path.read_text(encoding="iso-8859-1").splitlines()
+    lines = _read_latin1(path, "transcription").splitlines()
     try:
         start = next(i for i, line in enumerate(lines) if line.strip() == "CSR:")
     except StopIteration:
@@ -88,10 +100,17 @@ def read_transcription(path: Path) -> list[str]:
     return out
 
 
+def _read_latin1(path: Path, what: str) -> str:
+    """A text file of the corpus (ISO-8859-1: every byte is a character)."""
+    if not path.is_file():
+        raise DataError(path, f"{what} is missing")
+    return path.read_bytes().decode("iso-8859-1")
+
+
 def read_split_file(path: Path) -> list[str]:
     """Form ids listed in a split file, one per line (with or without the copy letter)."""
     ids = []
-    for n, line in enumerate(path.read_text(encoding="iso-8859-1").splitlines(), 1):
+    for n, line in enumerate(_read_latin1(path, "split file").splitlines(), 1):
         form = line.strip()
         if not form:
             continue
@@ -122,11 +141,16 @@ def _unpack(folder: Path, dest: Path) -> Path:
     if not done.is_file():
         dest.mkdir(parents=True, exist_ok=True)
         for archive, top in zip(ARCHIVES, ("lineStrokes", "ascii"), strict=True):
-            with tarfile.open(folder / archive) as tar:
-                members = [m for m in tar.getmembers() if m.name.lstrip("./").startswith(top)]
-                tar.extractall(dest, members=members, filter="data")
+            try:
+                with tarfile.open(folder / archive) as tar:
+                    members = [m for m in tar.getmembers()
+                               if m.name.lstrip("./").startswith(top)]
+                    tar.extractall(dest, members=members, filter="data")
+            except (tarfile.TarError, EOFError, OSError) as e:
+                raise DataError(folder / archive, f"unreadable archive: {e}") from None
         for split_file in SPLIT_FILES.values():
-            (dest / split_file).write_bytes((folder / split_file).read_bytes())
+            (dest / split_file).write_text(_read_latin1(folder / split_file, "split file"),
+                                           encoding="iso-8859-1")
         done.touch()
     return dest
 
@@ -136,13 +160,13 @@ def _form_files(tree: Path, form: str) -> list[tuple[str, Path]]:
     group, number = form[:3], form[:7]
     folder = tree / "ascii" / group / number
     if len(form) == 8:
-        return [(form, folder / f"{form}.txt")]
+        return [(form, folder / f"{form}.txt")] if (folder / f"{form}.txt").is_file() else []
     return [(p.stem, p) for p in sorted(folder.glob(f"{form}*.txt"))]
 
 
 def _writer(path: Path, form: str) -> str:
     match = re.search(rb'writerID="([^"]+)"', path.read_bytes()[:4096])
-    return match.group(1).decode() if match else form
+    return match.group(1).decode("iso-8859-1") if match else form
 
 
 def read_iamondb(root: str | Path, *, skip_bad: bool = False,
@@ -178,7 +202,14 @@ def _read_form(tree: Path, form: str, ascii_path: Path, rejections: Rejections,
         rejections.add(e)
         return []
     out = []
-    by_number = {int(p.stem.rsplit("-", 1)[1]): p for p in line_files}
+    by_number = {}
+    for p in line_files:
+        number = _LINE_NUMBER.fullmatch(p.stem[len(form):])
+        if number is None:
+            rejected.append(DataError(p, f"not a line file name of form {form} "
+                                      f"(expected {form}-NN.xml)"))
+            continue
+        by_number[int(number.group(1))] = p
     for n in sorted(set(by_number) | set(range(1, len(text_lines) + 1))):
         xml_path = by_number.get(n)
         if xml_path is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from recog.data.audio import audio_frames
+from recog.data.audio import audio_info
 from recog.data.timit_speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
 from recog.data.utterance import Corpus, DataError, Rejections, Utterance
 from recog.tokens import TIMIT_61
@@ -47,13 +47,25 @@ def find_timit_root(root: str | Path) -> Path:
                     "and in data/)")
 
 
-def parse_segments(path: Path, num_samples: int, known: frozenset[str] | None = None
-                   ) -> list[tuple[int, int, str]]:
-    """Parse a .PHN or .WRD file: 'start end label' per line, in samples."""
+def read_ascii_lines(path: Path) -> list[str]:
+    """The lines of a TIMIT text file (.PHN, .WRD, .TXT), which is plain ASCII; a byte
+    outside ASCII is an error naming its line, not a silently replaced character."""
     if not path.is_file():
         raise DataError(path, "file is missing")
-    segments = []
-    for n, line in enumerate(path.read_text(encoding="ascii", errors="replace").splitlines(), 1):
+    data = path.read_bytes()
+    try:
+        return data.decode("ascii").splitlines()
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(path, f"not ASCII text: byte 0x{data[e.start]:02x}", line) from None
+
+
+def parse_segments(path: Path, num_samples: int, known: frozenset[str] | None = None,
+                   contiguous: bool = False) -> list[tuple[int, int, str]]:
+    """Parse a .PHN or .WRD file: 'start end label' per line, in samples. With
+    ``contiguous`` (.PHN) a segment may not start before the previous one ends."""
+    segments: list[tuple[int, int, str]] = []
+    for n, line in enumerate(read_ascii_lines(path), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -64,6 +76,9 @@ def parse_segments(path: Path, num_samples: int, known: frozenset[str] | None = 
             raise DataError(path, f"segment ends ({end}) before it starts ({start})", n)
         if end > num_samples:
             raise DataError(path, f"segment ends at sample {end}, the audio has {num_samples}", n)
+        if contiguous and segments and start < segments[-1][1]:
+            raise DataError(path, f"segment starts at {start}, before the previous one ends "
+                            f"({segments[-1][1]}): overlapping segments", n)
         if known is not None and label not in known:
             raise DataError(path, f"unknown phone {label!r}", n)
         segments.append((start, end, label))
@@ -72,12 +87,12 @@ def parse_segments(path: Path, num_samples: int, known: frozenset[str] | None = 
     return segments
 
 
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise DataError(path, "file is missing")
-    parts = path.read_text(encoding="ascii", errors="replace").strip().split(maxsplit=2)
+def read_transcript(path: Path) -> str:
+    """The sentence of a .TXT file ('start end sentence' on its first line)."""
+    lines = [line for line in read_ascii_lines(path) if line.strip()]
+    parts = lines[0].strip().split(maxsplit=2) if lines else []
     if len(parts) < 3 or not parts[0].isdigit() or not parts[1].isdigit():
-        raise DataError(path, "expected 'start end sentence'", 1)
+        raise DataError(path, "expected 'start end sentence' (an empty transcript?)", 1)
     return parts[2]
 
 
@@ -93,13 +108,18 @@ def _audio_path(phn: Path) -> Path:
 def read_utterance(phn: Path, speaker: str, dialect: str) -> Utterance:
     """Read one utterance from its .PHN and the .WAV, .WRD, .TXT beside it."""
     wav = _audio_path(phn)
-    num_samples, rate = audio_frames(wav)
-    if rate != 16000:
-        raise DataError(wav, f"TIMIT audio is 16 kHz, this file is {rate} Hz")
-    phones = parse_segments(phn, num_samples, frozenset(TIMIT_61))
+    info = audio_info(wav)
+    if info.rate != 16000:
+        raise DataError(wav, f"TIMIT audio is 16 kHz, this file is {info.rate} Hz")
+    if info.channels != 1:
+        raise DataError(wav, f"TIMIT audio is mono, this file has {info.channels} channels")
+    if info.subtype != "PCM_16":
+        raise DataError(wav, f"TIMIT audio is 16-bit PCM, this file is {info.subtype}")
+    num_samples = info.frames
+    phones = parse_segments(phn, num_samples, frozenset(TIMIT_61), contiguous=True)
     upper = phn.suffix.isupper()
     parse_segments(phn.with_suffix(".WRD" if upper else ".wrd"), num_samples)
-    text = _read_text(phn.with_suffix(".TXT" if upper else ".txt"))
+    text = read_transcript(phn.with_suffix(".TXT" if upper else ".txt"))
     return Utterance(
         id=f"{speaker}_{phn.stem.lower()}",
         speaker=speaker,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from recog.atomic import atomic_write_text
+
+__all__ = ["Corpus", "DataError", "Rejections", "Utterance", "atomic_write_text",
+           "read_jsonl", "write_jsonl"]
 
 
 @dataclass(frozen=True)
@@ -74,47 +77,41 @@ def read_jsonl(path: str | Path) -> list[Utterance]:
     if not path.is_file():
         raise DataError(path, "no such manifest file")
     out = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, f"not a JSON object: {e.msg}", n) from None
-            missing = [k for k in ("id", "source", "tokens") if k not in d]
-            if missing:
-                raise DataError(path, f"missing field(s) {', '.join(missing)}", n)
-            tokens = d["tokens"]
-            if isinstance(tokens, str):
-                tokens = tokens.split()
-            out.append(
-                Utterance(
-                    id=str(d["id"]),
-                    speaker=str(d.get("speaker", d["id"])),
-                    source=str(d["source"]),
-                    tokens=tuple(tokens),
-                    text=str(d.get("text", "")),
-                    extra={k: v for k, v in d.items() if k not in _KNOWN},
-                )
+    for n, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(path, f"not UTF-8 text: byte 0x{raw[e.start]:02x}", n) from None
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as e:
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            raise DataError(path, f"not a JSON object: {msg}", n) from None
+        if not isinstance(d, dict):
+            raise DataError(path, f"not a JSON object but a {type(d).__name__}", n)
+        missing = [k for k in ("id", "source", "tokens") if k not in d]
+        if missing:
+            raise DataError(path, f"missing field(s) {', '.join(missing)}", n)
+        tokens = d["tokens"]
+        if isinstance(tokens, str):
+            tokens = tokens.split()
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise DataError(path, "'tokens' must be a list of strings or one string", n)
+        if not isinstance(d["id"], str) or not d["id"]:
+            raise DataError(path, "'id' must be a non-empty string", n)
+        out.append(
+            Utterance(
+                id=d["id"],
+                speaker=str(d.get("speaker", d["id"])),
+                source=str(d["source"]),
+                tokens=tuple(tokens),
+                text=str(d.get("text", "")),
+                extra={k: v for k, v in d.items() if k not in _KNOWN},
             )
+        )
     return out
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file via a temporary file and a rename, so readers never see half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_jsonl(path: str | Path, utterances: Iterable[Utterance]) -> None:

@@ -58,6 +58,9 @@ def audio_features(waveform: torch.Tensor, sample_rate: int,
     """Features (T, opts.dim) of a mono waveform in [-1, 1]; computed as Kaldi would."""
     if sample_rate != opts.sample_rate:
         waveform = F.resample(waveform, sample_rate, opts.sample_rate)
+    if waveform.numel() < int(opts.sample_rate * opts.frame_length_ms / 1000):
+        raise ValueError(f"{waveform.numel()} samples: shorter than one "
+                         f"{opts.frame_length_ms} ms analysis frame")
     # Kaldi reads 16-bit samples as integers; scale so that energies match its output.
     wav = (waveform * 32768.0).reshape(1, -1)
     common = dict(

@@ -4,7 +4,13 @@
 row-major) and ``<dir>/<split>-<key>.json`` their ids, offsets and lengths. The key hashes
 the front-end options and every input's path, size and modification time, so a cache is
 rebuilt exactly when its inputs or its configuration change. Both files are written under
-temporary names and renamed, the index last, so a half-built cache is never read.
+temporary names, fsynced and renamed, the index last, so a half-built cache is never read: a
+build killed midway leaves no index (its temporary file is removed by the next build), and
+an index whose frame file is missing or of the wrong size is rebuilt.
+
+An utterance whose features cannot be computed, are empty or hold NaN/inf is a bad item:
+an error naming its file, or with ``skip_bad`` kept in the cache with no frames and listed
+in the index's ``bad`` entries, which every later reader of the cache sees again.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -21,9 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recog.data.utterance import Utterance, atomic_write_text
+from recog.atomic import atomic_open, atomic_write_text, remove_stale_temps
+from recog.data.utterance import DataError, Utterance
 
-CACHE_VERSION = 1
+log = logging.getLogger("recog.features")
+
+CACHE_VERSION = 2
 
 
 def cache_key(utterances: Sequence[Utterance], options: dict) -> str:
@@ -65,14 +75,27 @@ class FeatureCache:
 
     def __init__(self, index_path: str | Path):
         self.index_path = Path(index_path)
-        index = json.loads(self.index_path.read_text())
-        self.ids: list[str] = index["ids"]
-        self.offsets = np.asarray(index["offsets"], dtype=np.int64)
-        self.lengths = np.asarray(index["lengths"], dtype=np.int64)
-        self.dim: int = index["dim"]
-        self.options: dict = index["options"]
+        try:
+            index = json.loads(self.index_path.read_text())
+            self.ids: list[str] = index["ids"]
+            self.offsets = np.asarray(index["offsets"], dtype=np.int64)
+            self.lengths = np.asarray(index["lengths"], dtype=np.int64)
+            self.dim: int = index["dim"]
+            self.options: dict = index["options"]
+            self.bad: dict[int, DataError] = {
+                b["index"]: DataError(b["path"], b["reason"], b["line"]) for b in index["bad"]}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise DataError(self.index_path, f"unreadable feature-cache index: {e}") from None
+        if not (len(self.ids) == len(self.offsets) == len(self.lengths)):
+            raise DataError(self.index_path, "feature-cache index: ids, offsets and lengths "
+                            "differ in number")
         total = int(self.lengths.sum())
         data_path = self.index_path.with_suffix(".f32")
+        size = data_path.stat().st_size if data_path.is_file() else -1
+        if size != total * self.dim * 4:
+            raise DataError(data_path, f"feature cache holds {max(size, 0)} bytes, its index "
+                            f"{self.index_path.name} describes {total * self.dim * 4}: an "
+                            "interrupted or damaged build")
         self.data = (np.memmap(data_path, dtype=np.float32, mode="r", shape=(total, self.dim))
                      if total else np.zeros((0, self.dim), np.float32))
 
@@ -88,6 +111,7 @@ class FeatureCache:
         sub = copy.copy(self)
         sub.ids = [self.ids[i] for i in keep]
         sub.offsets, sub.lengths = self.offsets[list(keep)], self.lengths[list(keep)]
+        sub.bad = {new: self.bad[old] for new, old in enumerate(keep) if old in self.bad}
         return sub
 
 
@@ -98,45 +122,74 @@ def build_cache(
     folder: str | Path,
     split: str,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> FeatureCache:
-    """Return the cache of ``utterances`` under ``folder``, computing it only if absent."""
+    """Return the cache of ``utterances`` under ``folder``, computing it only if absent (or
+    damaged). A bad utterance stops the build naming its file, unless ``skip_bad``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     index_path = folder / f"{split}-{cache_key(utterances, options)}.json"
-    if index_path.is_file():
-        return FeatureCache(index_path)
     data_path = index_path.with_suffix(".f32")
-    tmp = data_path.with_name(f".{data_path.name}.{os.getpid()}.tmp")
-    offsets, lengths, dim, offset = [], [], None, 0
+    for path in (data_path, index_path):
+        for tmp in remove_stale_temps(path):
+            log.warning("removed %s, left by an interrupted feature-cache build", tmp)
+    if index_path.is_file():
+        try:
+            return FeatureCache(index_path)
+        except DataError as e:
+            log.warning("rebuilding the feature cache: %s", e)
+            index_path.unlink(missing_ok=True)
+    offsets, lengths, bad, dim, offset = [], [], [], None, 0
     bar = Progress(len(utterances), f"features {split}", progress)
-    try:
-        with tmp.open("wb") as f:
-            for n, u in enumerate(utterances, 1):
-                feats = extract(u).to(torch.float32).contiguous().numpy()
-                if dim is None:
-                    dim = feats.shape[1]
-                f.write(feats.tobytes())
-                offsets.append(offset)
-                lengths.append(len(feats))
-                offset += len(feats)
-                bar.update(n)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, data_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(data_path, "wb") as f:
+        for n, u in enumerate(utterances, 1):
+            try:
+                feats = _checked_features(u, extract, dim)
+            except DataError as e:
+                if not skip_bad:
+                    raise
+                bad.append({"index": n - 1, **e.as_dict()})
+                feats = np.zeros((0, dim or 0), np.float32)
+            dim = dim if dim is not None or not len(feats) else feats.shape[1]
+            f.write(feats.tobytes())
+            offsets.append(offset)
+            lengths.append(len(feats))
+            offset += len(feats)
+            bar.update(n)
     index = {"ids": [u.id for u in utterances], "offsets": offsets, "lengths": lengths,
-             "dim": dim or 0, "options": options}
+             "dim": dim or 0, "options": options, "bad": bad}
     atomic_write_text(index_path, json.dumps(index))
     return FeatureCache(index_path)
+
+
+def _checked_features(u: Utterance, extract: Callable[[Utterance], torch.Tensor],
+                      dim: int | None) -> np.ndarray:
+    """The (T, D) float32 features of ``u``; any failure is a DataError naming its file."""
+    try:
+        feats = extract(u).to(torch.float32).contiguous().numpy()
+    except DataError:
+        raise
+    except (ValueError, RuntimeError, IndexError, ZeroDivisionError, FloatingPointError,
+            AssertionError) as e:
+        raise DataError(u.source, f"utterance {u.id}: features cannot be computed "
+                        f"({type(e).__name__}: {e})") from None
+    if feats.ndim != 2 or len(feats) == 0:
+        raise DataError(u.source, f"utterance {u.id}: no feature frames (too short?)")
+    if dim is not None and feats.shape[1] != dim:
+        raise DataError(u.source, f"utterance {u.id}: {feats.shape[1]} feature dimensions, "
+                        f"the others have {dim}")
+    finite = np.isfinite(feats).all(axis=1)
+    if not finite.all():
+        raise DataError(u.source, f"utterance {u.id}: features hold NaN or inf (first at "
+                        f"frame {int(np.flatnonzero(~finite)[0])} of {len(feats)})")
+    return feats
 
 
 def feature_stats(cache: FeatureCache, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and standard deviation over every frame of ``cache``."""
     total = len(cache.data)
     if total == 0:
-        raise ValueError(f"{cache.index_path}: no frames to compute statistics from")
+        raise DataError(cache.index_path, "no frames to compute statistics from")
     s = np.zeros(cache.dim, np.float64)
     ss = np.zeros(cache.dim, np.float64)
     for start in range(0, total, chunk):

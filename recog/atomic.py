@@ -1,0 +1,87 @@
+"""Atomic file writes: a temporary file beside the target, fsync, rename, fsync of the
+folder. A crash, a kill or a full disk leaves the old file (or none), never half a file."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+_TMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_name(path: Path) -> Path:
+    """The temporary name this process writes ``path`` under: ``.<name>.<pid>.tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete the temporary files of ``path`` left by writers that no longer run (a killed
+    build); return them. Files of a live process are left alone."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        m = _TMP.fullmatch(tmp.name)
+        if m is None or m["name"] != path.name or _alive(int(m["pid"])):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftover from an earlier, failed attempt
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file for writing; on a clean exit it replaces ``path`` durably, on
+    any error (ENOSPC included) it is deleted and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on the device while writing {path}; "
+                          "the previous version of the file, if any, is intact") from e
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically, so readers never see half of it."""
+    with atomic_open(path, "w") as f:
+        f.write(text)
