@@ -33,14 +33,13 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def remove_stale_temps(path: str | Path) -> list[Path]:
-    """Delete the temporary files of ``path`` left by writers that no longer run (a killed
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temporary files in ``folder`` left by writers that no longer run (a killed
     build); return them. Files of a live process are left alone."""
-    path = Path(path)
     removed = []
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+    for tmp in Path(folder).glob(".*.tmp"):
         m = _TMP.fullmatch(tmp.name)
-        if m is None or m["name"] != path.name or _alive(int(m["pid"])):
+        if m is None or _alive(int(m["pid"])):
             continue
         tmp.unlink(missing_ok=True)
         removed.append(tmp)

@@ -96,9 +96,9 @@ TIMIT_CASES: dict[str, tuple[Callable[[Path], None], str, int | None, str]] = {
     "PHN with overlapping times": (
         lambda d: _edit_line(d / "SX37.PHN", 3, _swap(100)), "SX37.PHN", 3, "overlapping"),
     "PHN past the end of the audio": (
-        lambda d: _edit_line(d / "SX37.PHN", len((d / "SX37.PHN").read_text().splitlines()),
-                             lambda ln: f"{ln.split()[0]} 99999999 h#"),
-        "SX37.PHN", 5, "the audio has"),
+        lambda d: _edit_line(d / "SX37.PHN", 2, lambda ln: f"{ln.split()[0]} 99999999 "
+                             f"{ln.split()[2]}"),
+        "SX37.PHN", 2, "segment ends at sample 99999999, the audio has"),
     "PHN segment ending before it starts": (
         lambda d: _edit_line(d / "SX37.PHN", 2, lambda ln: f"{ln.split()[1]} 5 "
                              f"{ln.split()[2]}"),
@@ -349,13 +349,7 @@ def test_audio_shorter_than_a_frame(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """A prepared tiny TIMIT corpus with its feature caches, as a typed Config."""
-    tmp = tmp_path_factory.mktemp("prepared")
-    timit_tree.make_tree(tmp / "corpus")
-    cfg = Config()
-    cfg.corpus.root, cfg.prepare.out = str(tmp / "corpus"), str(tmp / "prep")
-    cfg.data.cache_dir, cfg.exp_dir = str(tmp / "prep/features"), str(tmp / "exp")
-    cfg.trainer.progress = False
-    cfg.model = ModelOptions(hidden=8, layers=1)
+    cfg = timit_tree.tiny_config(tmp_path_factory.mktemp("prepared"))
     pipeline.prepare(cfg)
     return cfg
 

@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from recog.config import Config
+from recog.models.ctc import ModelOptions
+
 RATE = 16000
 TONES = {"aa": 300.0, "iy": 700.0, "s": 2500.0, "m": 150.0, "sh": 4000.0, "q": 1100.0}
 SPEAKERS = {  # part, dialect region, speaker
@@ -59,3 +62,16 @@ def make_tree(root: Path, layout: str = "upper", seed: int = 0,
                 "".join(f"{s} {e} {w}\n" for s, e, w in words))
             stem.with_suffix(case(".txt")).write_text(f"0 {len(audio)} Tone sentence.\n")
     return base
+
+
+def tiny_config(tmp: Path) -> Config:
+    """A typed Config over a tree at ``tmp/corpus`` (made if absent; prepared into
+    ``tmp/prep``), with a model and a schedule small enough to train in seconds."""
+    if not (tmp / "corpus").exists():
+        make_tree(tmp / "corpus")
+    cfg = Config()
+    cfg.corpus.root, cfg.prepare.out = str(tmp / "corpus"), str(tmp / "prep")
+    cfg.data.cache_dir, cfg.exp_dir = str(tmp / "prep/features"), str(tmp / "exp")
+    cfg.model = ModelOptions(hidden=8, layers=1)
+    cfg.trainer.progress, cfg.trainer.epochs, cfg.trainer.batch_frames = False, 1, 2000
+    return cfg

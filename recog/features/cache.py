@@ -130,9 +130,8 @@ def build_cache(
     folder.mkdir(parents=True, exist_ok=True)
     index_path = folder / f"{split}-{cache_key(utterances, options)}.json"
     data_path = index_path.with_suffix(".f32")
-    for path in (data_path, index_path):
-        for tmp in remove_stale_temps(path):
-            log.warning("removed %s, left by an interrupted feature-cache build", tmp)
+    for tmp in remove_stale_temps(folder):
+        log.warning("removed %s, left by an interrupted feature-cache build", tmp)
     if index_path.is_file():
         try:
             return FeatureCache(index_path)

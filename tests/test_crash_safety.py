@@ -1,0 +1,159 @@
+"""Crash safety outside the training loop: an interrupted feature-cache build is rebuilt,
+never read half; one writer per experiment folder; a full disk keeps the old checkpoint."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from recog import pipeline
+from recog.atomic import atomic_write_text
+from recog.features.cache import FeatureCache
+from recog.lockfile import LockedError, exp_lock
+from recog.models import CTCModel, ModelOptions
+from recog.models import checkpoint as checkpoint_module
+from recog.models.checkpoint import load_checkpoint, save_checkpoint
+from recog.tokens import timit_vocabulary
+from tests.timit_tree import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+# Builds the train split's feature cache and SIGKILLs itself while computing the 4th
+# utterance: the state a power cut or `kill -9` leaves behind.
+KILLED_BUILD = """
+import os, signal, sys
+from pathlib import Path
+from recog import pipeline
+from recog.tasks import TimitTask
+from tests.timit_tree import tiny_config
+
+cfg = tiny_config(Path(sys.argv[1]))
+extract, calls = TimitTask.extract, [0]
+def dying_extract(self, utt):
+    calls[0] += 1
+    if calls[0] == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return extract(self, utt)
+TimitTask.extract = dying_extract
+pipeline.prepare(cfg)
+pipeline.features(cfg, "train")
+"""
+
+
+def test_killed_cache_build_is_rebuilt_and_trains(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-c", KILLED_BUILD, str(tmp_path)], cwd=ROOT,
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    features = tmp_path / "prep" / "features"
+    left = sorted(p.name for p in features.iterdir())
+    assert len(left) == 1 and left[0].startswith(".train-") and left[0].endswith(".tmp")
+    assert (features / left[0]).stat().st_size > 0  # three utterances' frames, no index
+    cfg = tiny_config(tmp_path)  # the same tree (same seed) and options: the same cache key
+    result = pipeline.train(cfg, {})
+    assert len(result["history"]) == 1 and (tmp_path / "exp" / "best.pt").is_file()
+    assert not list(features.glob(".*.tmp"))  # the killed build's leftover is gone
+    index = next(features.glob("train-*.json"))
+    cache = FeatureCache(index)
+    assert len(cache) == len(pipeline.load_split(cfg, "train")) and not cache.bad
+
+
+def test_damaged_cache_is_rebuilt_not_read(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path)
+    pipeline.prepare(cfg)
+    cache = pipeline.features(cfg, "dev")
+    expected = [cache[i].copy() for i in range(len(cache))]
+    data = cache.index_path.with_suffix(".f32")
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # a half-written file
+    with pytest.raises(Exception) as err:
+        FeatureCache(cache.index_path)
+    assert str(data) in str(err.value) and "interrupted or damaged build" in str(err.value)
+    rebuilt = pipeline.features(cfg, "dev")
+    assert rebuilt.index_path == cache.index_path
+    assert all((rebuilt[i] == expected[i]).all() for i in range(len(expected)))
+    cache.index_path.write_text('{"ids": [')  # a damaged index
+    assert len(pipeline.features(cfg, "dev")) == len(expected)
+
+
+HOLDER = """
+import sys, time
+from recog.lockfile import exp_lock
+with exp_lock(sys.argv[1], "recog-train"):
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_second_writer_of_an_experiment_folder_is_refused(tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(exp)], cwd=ROOT, env=ENV,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with pytest.raises(LockedError) as err:
+            with exp_lock(exp, "recog-decode"):
+                pass
+        message = str(err.value)
+        assert str(exp.resolve()) in message and f"pid {holder.pid}, recog-train" in message
+        cfg = tiny_config(tmp_path)
+        cfg.exp_dir = str(exp)
+        with pytest.raises(LockedError):
+            pipeline.decode(cfg)  # refused before it reads anything
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops the lock with the process
+        holder.wait()
+    with exp_lock(exp, "recog-train"), exp_lock(exp, "nested in the same process"):
+        assert "recog-train" in (exp / ".lock").read_text()
+
+
+def _model(seed: int) -> CTCModel:
+    torch.manual_seed(seed)
+    return CTCModel(3, len(timit_vocabulary(39)), ModelOptions(hidden=5, layers=1))
+
+
+def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vocab = timit_vocabulary(39)
+    path = tmp_path / "exp" / "last.pt"
+    save_checkpoint(path, _model(0), vocab, {"run": 1}, epoch=1)
+    before = path.read_bytes()
+
+    def save_until_the_disk_is_full(obj: object, f: object) -> None:
+        f.write(b"x" * 4096)  # type: ignore[attr-defined]  # half a checkpoint, then ENOSPC
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", save_until_the_disk_is_full)
+    with pytest.raises(OSError) as err:
+        save_checkpoint(path, _model(1), vocab, {"run": 2}, epoch=2)
+    assert err.value.errno == errno.ENOSPC and str(path) in str(err.value)
+    assert "previous version of the file, if any, is intact" in str(err.value)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]  # no temporary left
+    model, _, payload = load_checkpoint(path)
+    assert payload["epoch"] == 1 and payload["config"] == {"run": 1}
+    for name, tensor in _model(0).state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_disk_full_while_writing_text_keeps_the_previous_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "history.json"
+    atomic_write_text(path, "[1, 2]")
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="no space left"):
+        atomic_write_text(path, "[1, 2, 3]")
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert path.read_text() == "[1, 2]" and sorted(os.listdir(tmp_path)) == ["history.json"]
