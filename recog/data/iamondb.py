@@ -69,6 +69,8 @@ def read_line_strokes(path: str | Path) -> list[np.ndarray]:
         raise DataError(path, "line file is missing") from None
     except IsADirectoryError:
         raise DataError(path, "line file is a folder") from None
+    except LookupError as e:  # an XML declaration naming an encoding Python does not know
+        raise DataError(path, f"malformed XML: {e}", 1) from None
     except xml.parsers.expat.ExpatError as e:
         raise DataError(path, f"malformed XML: {xml.parsers.expat.ErrorString(e.code)}",
                         e.lineno) from None

@@ -99,6 +99,9 @@ _SLANT_BIN = np.deg2rad(0.5)
 _SLANT_RANGE = np.deg2rad(60.0)  # segments within this angle of vertical vote
 _MAX_SKEW = np.deg2rad(30.0)
 _MAX_SLANT = np.deg2rad(45.0)
+# A bound on the resampled points of one line (a real text line has a few thousand): beyond
+# it the coordinates are corrupt, and resampling would exhaust memory instead of failing.
+_MAX_RESAMPLED_POINTS = 1_000_000
 
 
 @dataclass
@@ -210,7 +213,11 @@ def _resample_flat(pts: np.ndarray, starts: np.ndarray,
     length = arc[ends] - arc[starts]
     # A global abscissa that increases through every stroke and jumps between strokes.
     glob = arc + sid * (arc[-1] + 1.0)
-    m = np.rint(length / step).astype(np.int64) + 1
+    steps = length / step
+    if not np.isfinite(steps).all() or steps.sum() > _MAX_RESAMPLED_POINTS:
+        raise ValueError(f"the ink's path is {float(length.sum()):.3g} long: more than "
+                         f"{_MAX_RESAMPLED_POINTS} points at step {step} (corrupt coordinates?)")
+    m = np.rint(steps).astype(np.int64) + 1
     out_sid = np.repeat(np.arange(len(starts)), m)
     out_starts = np.concatenate([[0], np.cumsum(m)[:-1]])
     q = np.arange(len(out_sid)) - out_starts[out_sid]

@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Fuzz recog's readers: run each on random mutations of valid files for a bounded time.
+
+Every outcome must be a clean result or recog's own error type (DataError); anything else
+(a crash deep inside, a hang past --timeout, a front-end exception other than ValueError that
+the feature cache had to wrap) is a failure: it is printed, its input saved
+under --save, and the exit status is 1. A seeded random mutator (bit flips, interesting
+bytes and numbers, deleted, repeated and inserted ranges, truncation, swapped and repeated
+lines, splices of two files) rewrites one file of a valid item at a time; the readers are
+the ones the pipeline runs, followed by the feature extraction and checks of the feature
+cache, so that input the reader lets through is also fuzzed through the front end.
+
+    python scripts/fuzz_readers.py --seconds 300          # about 300 s in all
+    python scripts/fuzz_readers.py --quick                # the smoke test's size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from recog.data import iamondb, timit  # noqa: E402
+from recog.data.utterance import DataError, Utterance, read_jsonl, write_jsonl  # noqa: E402
+from recog.features.audio import AudioFeatureOptions  # noqa: E402
+from recog.features.cache import _checked_features  # noqa: E402
+from recog.features.pen import PenFeatureOptions  # noqa: E402
+from recog.tasks import InkTask, TimitTask  # noqa: E402
+from tests import iamondb_tree, timit_tree  # noqa: E402
+
+INTERESTING_BYTES = b"\x00\xff\x7f\x80\n -9.<>\"'&="
+INTERESTING_NUMBERS = ["0", "-1", "1", "65535", "4294967296", "99999999999999999999", "1e309",
+                       "-1e309", "nan", "inf", "0.0000001", "1e9", "-0", "", "١٢", "3.5"]
+NUMBER = re.compile(rb"-?\d+(\.\d+)?")
+# The feature cache turns any front-end exception into a DataError naming the file; one that
+# is not a ValueError (the front ends' own "bad input" signal) means the front end did not
+# check its input, so the fuzzer counts it as a failure.
+UNCHECKED = re.compile(r"features cannot be computed \((?!ValueError)(\w+):")
+
+
+def mutate(data: bytes, rng: random.Random, other: bytes, header: int = 0) -> bytes:
+    """One to four random edits of ``data`` (within the first ``header`` bytes half of the
+    time when ``header`` is set, where a format's structure lives)."""
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        n = len(buf)
+        limit = header if header and n and rng.random() < 0.5 else n
+        limit = max(1, min(limit, n))
+        pos = rng.randrange(limit) if n else 0
+        op = rng.randrange(10)
+        if op == 0 and n:
+            buf[pos] ^= 1 << rng.randrange(8)
+        elif op == 1 and n:
+            buf[pos] = rng.choice(INTERESTING_BYTES)
+        elif op == 2 and n:
+            del buf[pos : pos + rng.randint(1, 64)]
+        elif op == 3 and n:
+            chunk = buf[pos : pos + rng.randint(1, 64)]
+            buf[pos:pos] = chunk * rng.randint(1, 8)
+        elif op == 4:
+            buf[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+        elif op == 5:
+            del buf[rng.randint(0, n):]
+        elif op in (6, 7):
+            numbers = list(NUMBER.finditer(buf))
+            if numbers:
+                m = rng.choice(numbers)
+                buf[m.start() : m.end()] = rng.choice(INTERESTING_NUMBERS).encode()
+        elif op == 8:
+            lines = bytes(buf).split(b"\n")
+            i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
+            if rng.random() < 0.5:
+                lines[i], lines[j] = lines[j], lines[i]
+            else:
+                lines.insert(i, lines[j])
+            buf = bytearray(b"\n".join(lines))
+        elif other:
+            cut = rng.randrange(len(other))
+            buf = buf[:pos] + bytearray(other[cut : cut + rng.randint(1, 256)])
+    return bytes(buf)
+
+
+@dataclass
+class Target:
+    """One reader: the file it reads (rewritten each try), seeds, and how to run it."""
+
+    name: str
+    path: Path
+    seeds: list[bytes]
+    run: Callable[[], object]
+    header: int = 0
+    tried: int = 0
+    clean: int = 0
+    rejected: int = 0
+    failures: list[dict] = field(default_factory=list)
+
+
+def timit_targets(root: Path) -> list[Target]:
+    """The TIMIT reader on each of an utterance's files (.WAV, .PHN, .WRD, .TXT), then the
+    audio front end and the cache's checks on what it accepts."""
+    tree = timit_tree.make_tree(root / "timit", speakers={"fxyz0": ("TRAIN", "DR1")})
+    folder = tree / "TRAIN" / "DR1" / "FXYZ0"
+    stems = [p.with_suffix("") for p in sorted(folder.glob("*.PHN"))]
+    task = TimitTask(61, AudioFeatureOptions())
+    target_stem = stems[0]
+
+    def run() -> object:
+        utt = timit.read_utterance(target_stem.with_suffix(".PHN"), "fxyz0", "dr1")
+        return _checked_features(utt, task.extract, None)
+
+    targets = []
+    for ext, header in ((".WAV", 1024), (".PHN", 0), (".WRD", 0),
+                        (".TXT", 0)):
+        seeds = [s.with_suffix(ext).read_bytes() for s in stems]
+        targets.append(Target(f"timit {ext}", target_stem.with_suffix(ext), seeds, run,
+                              header))
+    return targets
+
+
+def iamondb_targets(root: Path) -> list[Target]:
+    """The IAM-OnDB readers: a line's XML (then both pen front ends and the cache's checks),
+    a form's ascii transcription, and a split file."""
+    tree = iamondb_tree.make_tree(root / "iamondb")
+    xmls = sorted((tree / "lineStrokes").rglob("*.xml"))
+    asciis = sorted((tree / "ascii").rglob("*.txt"))
+    splits = sorted(tree.glob("*.txt"))
+    xml = xmls[0]
+    tasks = [InkTask(PenFeatureOptions(kind=k)) for k in ("compact", "graves")]
+
+    def run_xml() -> object:
+        iamondb.read_line_strokes(xml)
+        utt = Utterance("line", "w", str(xml), ("a",))
+        return [_checked_features(utt, t.extract, None) for t in tasks]
+
+    return [
+        Target("iamondb line XML", xml, [p.read_bytes() for p in xmls], run_xml, 400),
+        Target("iamondb ascii", asciis[0], [p.read_bytes() for p in asciis],
+               lambda: iamondb.read_transcription(asciis[0])),
+        Target("iamondb split file", splits[0], [p.read_bytes() for p in splits],
+               lambda: iamondb.read_split_file(splits[0])),
+    ]
+
+
+def jsonl_targets(root: Path) -> list[Target]:
+    """The prepared-split (JSONL manifest) reader."""
+    path = root / "jsonl" / "train.jsonl"
+    utts = [Utterance(f"spk{i}_u{i}", f"spk{i}", f"/data/u{i}.wav", tuple("ab c" * i),
+                      f"text {i}", {"dialect": "dr1", "num_samples": 1000 * i})
+            for i in range(1, 5)]
+    write_jsonl(path, utts)
+    return [Target("prepared split JSONL", path, [path.read_bytes()],
+                   lambda: read_jsonl(path))]
+
+
+class Hang(Exception):
+    """An input took longer than the per-input timeout."""
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise Hang()
+
+
+def fuzz(target: Target, seconds: float, rng: random.Random, timeout: float,
+         save: Path) -> None:
+    """Try mutations of the target's seeds until ``seconds`` have passed."""
+    end = time.monotonic() + seconds
+    original = target.path.read_bytes()
+    try:
+        while time.monotonic() < end:
+            data = mutate(rng.choice(target.seeds), rng, rng.choice(target.seeds),
+                          target.header)
+            target.path.write_bytes(data)
+            target.tried += 1
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+            try:
+                target.run()
+                target.clean += 1
+            except DataError as e:
+                unchecked = UNCHECKED.search(e.reason)
+                if unchecked is None:
+                    target.rejected += 1
+                    continue
+                _failure(target, data, f"DataError wrapping {unchecked[1]}", e, save)
+            except Exception as e:  # the point: anything but DataError is a failure
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                _failure(target, data, "hang" if isinstance(e, Hang) else type(e).__name__, e,
+                         save)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        target.path.write_bytes(original)
+
+
+def _failure(target: Target, data: bytes, kind: str, e: BaseException, save: Path) -> None:
+    """Keep the input that failed and say where."""
+    save.mkdir(parents=True, exist_ok=True)
+    name = f"{target.name.replace(' ', '_')}-{target.tried}{target.path.suffix}"
+    (save / name).write_bytes(data)
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f"{tb[-1].filename}:{tb[-1].lineno}" if tb else "?"
+    target.failures.append({"error": kind, "message": str(e)[:300], "where": where,
+                            "input": str(save / name)})
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=60.0, help="time budget in all")
+    p.add_argument("--quick", action="store_true", help="a few tries per reader (smoke test)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds one input may take")
+    p.add_argument("--save", type=Path, default=Path("exp/fuzz_failures"),
+                   help="folder for the inputs that failed")
+    p.add_argument("--json", type=Path, help="write the counts here")
+    args = p.parse_args(argv)
+    seconds = 3.0 if args.quick else args.seconds
+    signal.signal(signal.SIGALRM, _alarm)
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="recog-fuzz-") as tmp:
+        root = Path(tmp)
+        targets = timit_targets(root) + iamondb_targets(root) + jsonl_targets(root)
+        for t in targets:  # the seeds themselves must be clean
+            t.run()
+        for t in targets:
+            fuzz(t, seconds / len(targets), rng, args.timeout, args.save)
+    print(f"{'reader':<22} {'tried':>7} {'clean':>7} {'DataError':>9} {'failures':>8}")
+    for t in targets:
+        print(f"{t.name:<22} {t.tried:>7} {t.clean:>7} {t.rejected:>9} {len(t.failures):>8}")
+    total = sum(t.tried for t in targets)
+    failures = [dict(f, reader=t.name) for t in targets for f in t.failures]
+    print(f"{'total':<22} {total:>7} {sum(t.clean for t in targets):>7} "
+          f"{sum(t.rejected for t in targets):>9} {len(failures):>8}   "
+          f"({seconds:.0f} s, seed {args.seed})")
+    for f in failures:
+        print(f"FAILURE {f['reader']}: {f['error']}: {f['message']} at {f['where']} "
+              f"(input: {f['input']})")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "seconds": seconds, "seed": args.seed, "failures": failures,
+            "readers": {t.name: {"tried": t.tried, "clean": t.clean, "data_error": t.rejected,
+                                 "failures": len(t.failures)} for t in targets}}, indent=1))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
