@@ -66,6 +66,8 @@ def features(cfg: DictConfig) -> None:
         cache = pipeline.features(c, split)
         print(f"{split}: {len(cache)} utterances, {int(cache.lengths.sum())} frames x "
               f"{cache.dim} -> {cache.index_path}")
+        for e in cache.bad.values():  # only with data.skip_bad=true
+            print(f"  skipped: {e}")
 
 
 @_verb

@@ -344,6 +344,9 @@ def report(cfg: Config, results: dict, exp_dir: Path) -> str:
     skipped_path = exp_dir / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else []
     skipped += results.get("skipped", [])
+    summary_path = Path(cfg.prepare.out) / "summary.json"
+    rejected = (json.loads(summary_path.read_text()).get("rejected", [])
+                if summary_path.is_file() else [])
     feats = cfg.features.audio if cfg.corpus.name == "timit" else cfg.features.pen
     lines = [
         f"# {cfg.recipe} / {cfg.name}", "",
@@ -363,4 +366,7 @@ def report(cfg: Config, results: dict, exp_dir: Path) -> str:
         lines[-1:-1] = [f"![{p.stem}]({p.name})" for p in pictures] + [""]
     lines += [f"- `{s['path']}`{':' + str(s['line']) if s['line'] else ''}: {s['reason']}"
               for s in skipped]
+    lines += ["", f"Items rejected by `recog-prepare`: {len(rejected)}"]
+    lines += [f"- `{s['path']}`{':' + str(s['line']) if s['line'] else ''}: {s['reason']}"
+              for s in rejected]
     return "\n".join(lines) + "\n"

@@ -465,6 +465,13 @@ def test_decoding_non_finite_model_output(prepared: Config, tmp_path: Path) -> N
     assert results["splits"]["dev"]["PER"]["utterances"] == len(utts) - 1
     report = (Path(cfg.exp_dir) / "results" / "report.md").read_text()
     assert "Skipped items: 1" in report and utts[1].source in report
+    # items the reader rejected under skip_bad are listed too, from prepare's summary
+    cfg.prepare.out = str(tmp_path / "prep")
+    (tmp_path / "prep").mkdir()
+    (tmp_path / "prep" / "summary.json").write_text(
+        '{"rejected": [{"path": "/c/X.PHN", "line": 3, "reason": "unknown phone"}]}')
+    report = pipeline.report(cfg, results, Path(cfg.exp_dir))
+    assert "rejected by `recog-prepare`: 1\n- `/c/X.PHN`:3: unknown phone" in report
 
 
 def test_unreadable_checkpoint(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from recog.data.utterance import DataError, Utterance
 
 log = logging.getLogger("recog.features")
 
-CACHE_VERSION = 2
+CACHE_VERSION = 1
 
 
 def cache_key(utterances: Sequence[Utterance], options: dict) -> str:
@@ -83,7 +83,8 @@ class FeatureCache:
             self.dim: int = index["dim"]
             self.options: dict = index["options"]
             self.bad: dict[int, DataError] = {
-                b["index"]: DataError(b["path"], b["reason"], b["line"]) for b in index["bad"]}
+                b["index"]: DataError(b["path"], b["reason"], b["line"])
+                for b in index.get("bad", [])}  # caches built before bad items were kept
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise DataError(self.index_path, f"unreadable feature-cache index: {e}") from None
         if not (len(self.ids) == len(self.offsets) == len(self.lengths)):
