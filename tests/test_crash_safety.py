@@ -106,6 +106,14 @@ def test_second_writer_of_an_experiment_folder_is_refused(tmp_path: Path) -> Non
         cfg.exp_dir = str(exp)
         with pytest.raises(LockedError):
             pipeline.decode(cfg)  # refused before it reads anything
+        cli = subprocess.run(
+            [sys.executable, "-c", "from recog.cli import train; train()",
+             f"corpus.root={cfg.corpus.root}", f"prepare.out={cfg.prepare.out}",
+             f"exp_dir={exp}"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+            timeout=300)
+        assert cli.returncode == 2, cli.stderr
+        assert cli.stderr.startswith(f"error: {exp.resolve()}: another run is writing")
+        assert not (exp / "config.yaml").exists()  # the refused run wrote nothing
     finally:
         holder.kill()  # SIGKILL: the kernel drops the lock with the process
         holder.wait()
