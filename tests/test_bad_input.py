@@ -181,6 +181,9 @@ INK_CASES: dict[str, tuple[Callable[[Path], int | None], str, str]] = {
     "non-numeric coordinate": (
         lambda p: _replace_first(p, 'x="1000"', 'x="10OO"'), "numeric x, y", ""),
     "NaN coordinate": (lambda p: _replace_first(p, 'y="1000"', 'y="nan"'), "out of range", ""),
+    "unknown XML encoding (found by the fuzzer)": (
+        lambda p: _replace_first(p, "ISO-8859-1", "ISO-8859-0"), "malformed XML",
+        "unknown encoding: ISO-8859-0"),
     "non-UTF-8 bytes in an XML declared UTF-8": (
         lambda p: (_replace_first(p, "ISO-8859-1", "UTF-8"),
                    _replace_first(p, 'colour="black"', 'colour="bl\xe9ck"'))[1],
