@@ -16,6 +16,7 @@ from recog.data.synth.shifted import ShiftedSynthOptions
 from recog.data.synth.timit import SynthOptions
 from recog.features.audio import AudioFeatureOptions
 from recog.features.pen import PenFeatureOptions
+from recog.finetune import FinetuneOptions
 from recog.models.ctc import ModelOptions
 from recog.train import OptimOptions, TrainerOptions
 
@@ -79,6 +80,7 @@ class Config:
     optim: OptimOptions = field(default_factory=OptimOptions)
     trainer: TrainerOptions = field(default_factory=TrainerOptions)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    finetune: FinetuneOptions = field(default_factory=FinetuneOptions)  # recog-finetune only
     recipe: str = "timit"
     name: str = "default"
     exp_dir: str = "exp/${recipe}/${name}"

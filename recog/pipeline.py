@@ -94,7 +94,8 @@ def _byo_task(cfg: Config) -> Task:
         return InkTask(cfg.features.pen)
     if c.modality != "speech":
         raise ValueError(f"unknown corpus.modality {c.modality!r} (speech or ink)")
-    return SpeechTask(cfg.features.audio, c.tokens, _tokenizer(cfg).token_list)
+    token_list = manifest.read_token_list(c.token_list) if c.token_list else ()
+    return SpeechTask(cfg.features.audio, c.tokens, token_list)
 
 
 @dataclass(frozen=True)
@@ -230,8 +231,13 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
 
 
 # --------------------------------------------------------------------------- train
-def train(cfg: Config, config_dict: dict) -> dict:
-    """Train a model on the corpus's train split, selecting on its dev split."""
+# Fine-tuning's start: (vocabulary, training features) -> model and optimiser (None: default)
+ModelInit = Callable[[Vocabulary, FeatureCache], tuple[CTCModel, "torch.optim.Optimizer | None"]]
+
+
+def train(cfg: Config, config_dict: dict, init: ModelInit | None = None) -> dict:
+    """Train a model on the corpus's train split, selecting on its dev split; ``init`` gives
+    the starting model and optimiser instead of a fresh model (fine-tuning)."""
     task = get_task(cfg)
     exp_dir = Path(cfg.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -241,9 +247,13 @@ def train(cfg: Config, config_dict: dict) -> dict:
     train_split, dev_split = cfg.corpus.train_split, cfg.corpus.dev_split
     vocab = task.vocabulary(load_split(cfg, train_split))
     train_cache = features(cfg, train_split)
-    model = CTCModel(train_cache.dim, len(vocab), cfg.model)
-    mean, std = feature_stats(train_cache)
-    model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+    optimizer = None
+    if init is None:
+        model = CTCModel(train_cache.dim, len(vocab), cfg.model)
+        mean, std = feature_stats(train_cache)
+        model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+    else:
+        model, optimizer = init(vocab, train_cache)
     rejections = Rejections(cfg.data.skip_bad)
     train_set, _ = dataset(cfg, train_split, vocab, model, rejections)
     dev_set, _ = dataset(cfg, dev_split, vocab, model, rejections)
@@ -257,7 +267,7 @@ def train(cfg: Config, config_dict: dict) -> dict:
              int(train_set.lengths.sum()), dev_split, len(dev_set))
     normalize = next(iter(task.metrics.values()))
     result = fit(model, vocab, train_set, dev_set, cfg.optim, cfg.trainer, exp_dir,
-                 config_dict, normalize)
+                 config_dict, normalize, optimizer)
     result["skipped"] = skipped
     return result
 
