@@ -57,7 +57,7 @@ if run_stage 6; then
   for system in unadapted scratch finetuned; do
     total=$(recog-score "$ref" "$exp/$system/results/test/hyp.txt" --fold39 \
       --out "$exp/$system/results/test/PER_fold39" | tail -n 1)
-    read -r _ n cor s d i per _ _ ci <<<"$total"
+    read -r _ n cor s d i per _ _ _ ci <<<"$total"
     printf '%-11s %7s %7s %6s %6s %6s %7s  %s\n' "$system" "$n" "$cor" "$s" "$d" "$i" "$per" \
       "${ci%)}"
   done
