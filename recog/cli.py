@@ -191,3 +191,22 @@ def transcribe(argv: list[str] | None = None) -> None:
     else:
         for r in results:
             print(f"{r['file']}\t{r['text']}")
+
+
+def export(argv: list[str] | None = None) -> None:
+    """recog-export CKPT OUT_DIR: TorchScript (model.ts) and ONNX (model.onnx) of the network,
+    features in, log-probs out, with tokens.json and front_end.json."""
+    from recog.export import FORMATS
+    from recog.export import export as export_model
+
+    p = argparse.ArgumentParser(prog="recog-export", description=export.__doc__)
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--format", choices=[*FORMATS, "all"], default="all")
+    args = p.parse_args(argv)
+    formats = FORMATS if args.format == "all" else (args.format,)
+    try:
+        for path in export_model(args.checkpoint, args.out, formats):
+            print(path)
+    except DataError as e:
+        sys.exit(f"error: {e}")
