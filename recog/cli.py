@@ -139,3 +139,78 @@ def score(argv: list[str] | None = None) -> None:
     t = s.total
     print(f"{'total':<12} {t.n:>7} {t.correct:>7} {t.sub:>6} {t.dele:>6} {t.ins:>6} "
           f"{t.rate:>7.2f}  (95 % CI {lo:.2f}-{hi:.2f})")
+
+
+def _overridden_keys() -> list[str]:
+    """The config keys the user set on the command line (``features`` for the group)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+
+
+@_verb
+def finetune(cfg: DictConfig) -> None:
+    """recog-finetune finetune.checkpoint=BEST.pt: fine-tune a trained model on the corpus
+    (token-set transfer, frozen layers, per-part learning rates, warm-up) into exp_dir."""
+    from recog.finetune import finetune as run_finetune
+
+    c = _typed(cfg)
+    exp_dir = Path(c.exp_dir)
+    _logging(exp_dir / "train.log")
+    result = run_finetune(c, c.finetune, _overridden_keys())
+    atomic_write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(result["config"]))
+    print(f"best dev error rate: {result['best_dev_error_rate']:.2f} % "
+          f"(checkpoint {exp_dir / 'best.pt'})")
+
+
+def transcribe(argv: list[str] | None = None) -> None:
+    """recog-transcribe CKPT FILE...: transcribe audio files (any format soundfile reads, any
+    rate, stereo mixed down) or ink files (IAM-OnDB XML, JSON strokes) with a checkpoint."""
+    import json
+
+    from recog.transcribe import TranscribeOptions, Transcriber
+
+    p = argparse.ArgumentParser(prog="recog-transcribe", description=transcribe.__doc__)
+    p.add_argument("checkpoint", type=Path, help="a best.pt written by recog-train/finetune")
+    p.add_argument("files", nargs="+", type=Path, help="audio or stroke files")
+    p.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
+    p.add_argument("--lm", help="language model file for beam search")
+    p.add_argument("--batch-frames", type=int, default=30000, help="padded frames per batch")
+    p.add_argument("--device", default="cpu")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    out.add_argument("--kaldi", action="store_true",
+                     help="print Kaldi text: '<file name without suffix> <tokens>' per file")
+    args = p.parse_args(argv)
+    opts = TranscribeOptions(args.beam, args.lm, args.batch_frames, args.device)
+    try:
+        results = Transcriber.load(args.checkpoint, opts)(args.files)
+    except (DataError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=1))
+    elif args.kaldi:
+        for r in results:
+            print(" ".join([Path(r["file"]).stem, *r["tokens"]]))
+    else:
+        for r in results:
+            print(f"{r['file']}\t{r['text']}")
+
+
+def export(argv: list[str] | None = None) -> None:
+    """recog-export CKPT OUT_DIR: TorchScript (model.ts) and ONNX (model.onnx) of the network,
+    features in, log-probs out, with tokens.json and front_end.json."""
+    from recog.export import FORMATS
+    from recog.export import export as export_model
+
+    p = argparse.ArgumentParser(prog="recog-export", description=export.__doc__)
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--format", choices=[*FORMATS, "all"], default="all")
+    args = p.parse_args(argv)
+    formats = FORMATS if args.format == "all" else (args.format,)
+    try:
+        for path in export_model(args.checkpoint, args.out, formats):
+            print(path)
+    except DataError as e:
+        sys.exit(f"error: {e}")

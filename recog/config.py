@@ -12,9 +12,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from recog.data.synth.iamondb import InkSynthOptions
+from recog.data.synth.shifted import ShiftedSynthOptions
 from recog.data.synth.timit import SynthOptions
 from recog.features.audio import AudioFeatureOptions
 from recog.features.pen import PenFeatureOptions
+from recog.finetune import FinetuneOptions
 from recog.models.ctc import ModelOptions
 from recog.train import OptimOptions, TrainerOptions
 
@@ -23,7 +25,7 @@ from recog.train import OptimOptions, TrainerOptions
 class CorpusConfig:
     """Which corpus and where; ``synthetic`` builds one at ``root`` when it is absent."""
 
-    name: str = "timit"  # timit | iamondb
+    name: str = "timit"  # timit | iamondb | manifest | kaldi_dir
     root: str = MISSING
     synthetic: bool = False
     train_split: str = "train"
@@ -33,6 +35,11 @@ class CorpusConfig:
     drop_sa: bool = True  # TIMIT: drop the SA sentences
     speech_synth: SynthOptions = field(default_factory=SynthOptions)
     ink_synth: InkSynthOptions = field(default_factory=InkSynthOptions)
+    # bring-your-own corpora (name: manifest | kaldi_dir): <root>/<split>.jsonl or <root>/<split>/
+    modality: str = "speech"  # speech | ink (manifest only)
+    tokens: str = "phones"  # chars | phones | list (whitespace-separated, from token_list)
+    token_list: str | None = None  # file with one token per line: the vocabulary, in order
+    shifted_synth: ShiftedSynthOptions = field(default_factory=ShiftedSynthOptions)
 
 
 @dataclass
@@ -73,6 +80,7 @@ class Config:
     optim: OptimOptions = field(default_factory=OptimOptions)
     trainer: TrainerOptions = field(default_factory=TrainerOptions)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    finetune: FinetuneOptions = field(default_factory=FinetuneOptions)  # recog-finetune only
     recipe: str = "timit"
     name: str = "default"
     exp_dir: str = "exp/${recipe}/${name}"

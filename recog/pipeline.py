@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 
 from recog.batching import CTCDataset
 from recog.config import Config
-from recog.data import iamondb, timit
+from recog.data import iamondb, manifest, timit
 from recog.data.timit_speakers import SPLIT_SIZES
 from recog.data.utterance import (
     Corpus,
@@ -31,7 +31,7 @@ from recog.lockfile import exp_lock
 from recog.metrics import Score, score, write_score, write_text, write_trn
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel, ctc_min_frames
-from recog.tasks import InkTask, Task, TimitTask
+from recog.tasks import InkTask, SpeechTask, Task, TimitTask
 from recog.tokens import Vocabulary
 from recog.train import fit, run_model
 
@@ -39,39 +39,103 @@ log = logging.getLogger("recog")
 
 
 # --------------------------------------------------------------------------- corpora
-def _read(cfg: Config) -> Corpus:
-    """Build the synthetic corpus if asked, then read the corpus with its own reader."""
+def _read_timit(cfg: Config) -> Corpus:
     root, c = Path(cfg.corpus.root), cfg.corpus
-    if c.name == "timit":
-        if c.synthetic:
-            from recog.data.synth.timit import generate_timit
+    if c.synthetic:
+        from recog.data.synth.timit import generate_timit
 
-            generate_timit(root, c.speech_synth, progress=cfg.trainer.progress)
-        return timit.read_timit(root, drop_sa=c.drop_sa, skip_bad=cfg.data.skip_bad)
-    if c.name == "iamondb":
-        if c.synthetic:
-            from recog.data.synth.iamondb import generate_iamondb
-
-            generate_iamondb(root, c.ink_synth, progress=cfg.trainer.progress)
-        return iamondb.read_iamondb(root, skip_bad=cfg.data.skip_bad,
-                                    unpack_dir=Path(cfg.prepare.out) / "unpacked")
-    raise ValueError(f"unknown corpus.name {c.name!r} (timit or iamondb)")
+        generate_timit(root, c.speech_synth, progress=cfg.trainer.progress)
+    return timit.read_timit(root, drop_sa=c.drop_sa, skip_bad=cfg.data.skip_bad)
 
 
-PUBLISHED: dict[str, Callable[[str], str]] = {
-    "timit": lambda s: "{}/{}".format(*SPLIT_SIZES[s]) if s in SPLIT_SIZES else "",
-    "iamondb": lambda s: f"-/{iamondb.PUBLISHED_LINES[s]}" if s in iamondb.PUBLISHED_LINES
-    else "",
+def _read_iamondb(cfg: Config) -> Corpus:
+    root, c = Path(cfg.corpus.root), cfg.corpus
+    if c.synthetic:
+        from recog.data.synth.iamondb import generate_iamondb
+
+        generate_iamondb(root, c.ink_synth, progress=cfg.trainer.progress)
+    return iamondb.read_iamondb(root, skip_bad=cfg.data.skip_bad,
+                                unpack_dir=Path(cfg.prepare.out) / "unpacked")
+
+
+def _tokenizer(cfg: Config) -> manifest.Tokenizer:
+    c = cfg.corpus
+    return manifest.Tokenizer(c.tokens, manifest.read_token_list(c.token_list)
+                              if c.token_list else ())
+
+
+def _splits(cfg: Config) -> list[str]:
+    c = cfg.corpus
+    return list(dict.fromkeys([c.train_split, c.dev_split, *c.test_splits]))
+
+
+def _read_manifest(cfg: Config) -> Corpus:
+    """``<root>/<split>.jsonl`` per split (the demonstration corpus is built first if asked)."""
+    root, c = Path(cfg.corpus.root), cfg.corpus
+    if c.synthetic:
+        from recog.data.synth.shifted import generate_shifted
+
+        generate_shifted(root, c.shifted_synth, progress=cfg.trainer.progress)
+    tokenizer = _tokenizer(cfg)
+    return Corpus(root, {s: manifest.read_manifest(root / f"{s}.jsonl", tokenizer, c.modality)
+                         for s in _splits(cfg)})
+
+
+def _read_kaldi_dir(cfg: Config) -> Corpus:
+    """``<root>/<split>/`` per split, each a Kaldi data directory."""
+    root, tokenizer = Path(cfg.corpus.root), _tokenizer(cfg)
+    return Corpus(root, {s: manifest.read_kaldi_dir(root / s, tokenizer) for s in _splits(cfg)})
+
+
+def _byo_task(cfg: Config) -> Task:
+    c = cfg.corpus
+    if c.modality == "ink":
+        if c.tokens != "chars":
+            raise ValueError("ink corpora are transcribed in characters (corpus.tokens=chars)")
+        return InkTask(cfg.features.pen)
+    if c.modality != "speech":
+        raise ValueError(f"unknown corpus.modality {c.modality!r} (speech or ink)")
+    token_list = manifest.read_token_list(c.token_list) if c.token_list else ()
+    return SpeechTask(cfg.features.audio, c.tokens, token_list)
+
+
+@dataclass(frozen=True)
+class CorpusKind:
+    """One ``corpus.name``: its reader, its task (the modality ends) and, per split, the
+    published size that ``recog-prepare`` prints beside the counted one."""
+
+    read: Callable[[Config], Corpus]
+    task: Callable[[Config], Task]
+    published: Callable[[str], str] = lambda split: ""
+
+
+CORPORA: dict[str, CorpusKind] = {
+    "timit": CorpusKind(
+        _read_timit, lambda cfg: TimitTask(cfg.corpus.phone_set, cfg.features.audio),
+        lambda s: "{}/{}".format(*SPLIT_SIZES[s]) if s in SPLIT_SIZES else ""),
+    "iamondb": CorpusKind(
+        _read_iamondb, lambda cfg: InkTask(cfg.features.pen),
+        lambda s: f"-/{iamondb.PUBLISHED_LINES[s]}" if s in iamondb.PUBLISHED_LINES else ""),
+    "manifest": CorpusKind(_read_manifest, _byo_task),
+    "kaldi_dir": CorpusKind(_read_kaldi_dir, _byo_task),
 }
 
 
+def corpus_kind(cfg: Config) -> CorpusKind:
+    if cfg.corpus.name not in CORPORA:
+        raise ValueError(f"unknown corpus.name {cfg.corpus.name!r}; known: {', '.join(CORPORA)}")
+    return CORPORA[cfg.corpus.name]
+
+
+def _read(cfg: Config) -> Corpus:
+    """Build the synthetic corpus if asked, then read the corpus with its own reader."""
+    return corpus_kind(cfg).read(cfg)
+
+
 def get_task(cfg: Config) -> Task:
-    """The modality ends for the corpus: TIMIT-style speech or IAM-OnDB-style ink."""
-    if cfg.corpus.name == "timit":
-        return TimitTask(cfg.corpus.phone_set, cfg.features.audio)
-    if cfg.corpus.name == "iamondb":
-        return InkTask(cfg.features.pen)
-    raise ValueError(f"unknown corpus.name {cfg.corpus.name!r} (timit or iamondb)")
+    """The modality ends for the corpus: TIMIT-style speech, IAM-OnDB-style ink, or a
+    bring-your-own corpus's speech or ink."""
+    return corpus_kind(cfg).task(cfg)
 
 
 # --------------------------------------------------------------------------- prepare
@@ -81,7 +145,7 @@ def prepare(cfg: Config) -> dict:
     corpus = _read(cfg)
     out = Path(cfg.prepare.out)
     task = get_task(cfg)
-    published = PUBLISHED[cfg.corpus.name]
+    published = corpus_kind(cfg).published
     summary: dict = {"root": str(corpus.root), "splits": {}, "rejected": []}
     for split, utts in corpus.splits.items():
         write_jsonl(out / f"{split}.jsonl", utts)
@@ -185,13 +249,18 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
 
 
 # --------------------------------------------------------------------------- train
-def train(cfg: Config, config_dict: dict) -> dict:
-    """Train a model on the corpus's train split, selecting on its dev split."""
+# Fine-tuning's start: (vocabulary, training features) -> model and optimiser (None: default)
+ModelInit = Callable[[Vocabulary, FeatureCache], tuple[CTCModel, "torch.optim.Optimizer | None"]]
+
+
+def train(cfg: Config, config_dict: dict, init: ModelInit | None = None) -> dict:
+    """Train a model on the corpus's train split, selecting on its dev split; ``init`` gives
+    the starting model and optimiser instead of a fresh model (fine-tuning)."""
     with exp_lock(cfg.exp_dir, "recog-train"):
-        return _train(cfg, config_dict)
+        return _train(cfg, config_dict, init)
 
 
-def _train(cfg: Config, config_dict: dict) -> dict:
+def _train(cfg: Config, config_dict: dict, init: ModelInit | None) -> dict:
     task = get_task(cfg)
     exp_dir = Path(cfg.exp_dir)
     if cfg.trainer.num_threads:
@@ -200,9 +269,13 @@ def _train(cfg: Config, config_dict: dict) -> dict:
     train_split, dev_split = cfg.corpus.train_split, cfg.corpus.dev_split
     vocab = task.vocabulary(load_split(cfg, train_split))
     train_cache = features(cfg, train_split)
-    model = CTCModel(train_cache.dim, len(vocab), cfg.model)
-    mean, std = feature_stats(train_cache)
-    model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+    optimizer = None
+    if init is None:
+        model = CTCModel(train_cache.dim, len(vocab), cfg.model)
+        mean, std = feature_stats(train_cache)
+        model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+    else:
+        model, optimizer = init(vocab, train_cache)
     rejections = Rejections(cfg.data.skip_bad)
     budget = cfg.trainer.batch_frames
     train_set, _ = dataset(cfg, train_split, vocab, model, rejections, budget)
@@ -220,7 +293,7 @@ def _train(cfg: Config, config_dict: dict) -> dict:
              int(train_set.lengths.sum()), dev_split, len(dev_set))
     normalize = next(iter(task.metrics.values()))
     result = fit(model, vocab, train_set, dev_set, cfg.optim, cfg.trainer, exp_dir,
-                 config_dict, normalize)
+                 config_dict, normalize, optimizer)
     result["skipped"] = skipped
     return result
 
@@ -347,7 +420,7 @@ def report(cfg: Config, results: dict, exp_dir: Path) -> str:
     summary_path = Path(cfg.prepare.out) / "summary.json"
     rejected = (json.loads(summary_path.read_text()).get("rejected", [])
                 if summary_path.is_file() else [])
-    feats = cfg.features.audio if cfg.corpus.name == "timit" else cfg.features.pen
+    feats = getattr(cfg.features, get_task(cfg).feature_key["front_end"])
     lines = [
         f"# {cfg.recipe} / {cfg.name}", "",
         f"- corpus: {cfg.corpus.name} at `{cfg.corpus.root}` (prepared in "

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from recog.data.audio import read_audio
-from recog.data.iamondb import read_line_strokes
-from recog.data.utterance import Utterance
+from recog.data.manifest import read_strokes
+from recog.data.utterance import DataError, Utterance
 from recog.features.audio import AudioFeatureOptions, audio_features
 from recog.features.pen import PenFeatureOptions, normalize_ink, pen_features, resample
 from recog.tokens import Vocabulary, fold_timit, timit_vocabulary
@@ -56,8 +56,49 @@ class TimitTask:
         return " ".join(tokens)
 
     def extract(self, utt: Utterance) -> torch.Tensor:
-        samples, rate = read_audio(utt.source)
-        return audio_features(torch.from_numpy(samples), rate, self.features)
+        return speech_features(utt, self.features)
+
+    @property
+    def feature_key(self) -> dict:
+        return {"front_end": "audio", **self.features.as_dict()}
+
+
+def speech_features(utt: Utterance, opts: AudioFeatureOptions) -> torch.Tensor:
+    """Audio features of an utterance (its segment, when it has an offset or duration)."""
+    samples, rate = read_audio(utt.source, utt.extra.get("offset", 0.0),
+                               utt.extra.get("duration"))
+    return audio_features(torch.from_numpy(samples), rate, opts)
+
+
+@dataclass
+class SpeechTask:
+    """Speech with the corpus's own tokens (bring-your-own data): the vocabulary is the token
+    list when given, else every token of the training transcripts; scored as is (``PER`` for
+    phones, ``TER`` for a token list) or as characters and words (``CER``, ``WER``)."""
+
+    features: AudioFeatureOptions
+    tokens: str = "phones"  # chars | phones | list
+    token_list: tuple[str, ...] = ()
+
+    @property
+    def metrics(self) -> dict[str, Normalizer]:
+        if self.tokens == "chars":
+            return {"CER": list, "WER": _words}
+        return {"TER" if self.tokens == "list" else "PER": list}
+
+    def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary:
+        if self.token_list:
+            return Vocabulary.from_symbols(self.token_list)
+        return Vocabulary.from_symbols(sorted({t for u in train for t in u.tokens}))
+
+    def targets(self, utt: Utterance) -> list[str]:
+        return list(utt.tokens)
+
+    def to_text(self, tokens: Sequence[str]) -> str:
+        return "".join(tokens) if self.tokens == "chars" else " ".join(tokens)
+
+    def extract(self, utt: Utterance) -> torch.Tensor:
+        return speech_features(utt, self.features)
 
     @property
     def feature_key(self) -> dict:
@@ -87,7 +128,7 @@ class InkTask:
 
     def points(self, utt: Utterance) -> list[np.ndarray]:
         """The normalised, resampled strokes whose points the feature rows describe."""
-        strokes = read_line_strokes(utt.source)
+        strokes = read_strokes(utt.source)
         if self.features.normalize:
             strokes = normalize_ink(strokes, self.features.slant)
         else:  # as pen_features does: only y flipped to point up
@@ -95,7 +136,12 @@ class InkTask:
         return resample(strokes, self.features.resample_step)
 
     def extract(self, utt: Utterance) -> torch.Tensor:
-        return pen_features(read_line_strokes(utt.source), self.features)
+        try:
+            return pen_features(read_strokes(utt.source), self.features)
+        except ValueError as e:
+            if isinstance(e, DataError):
+                raise
+            raise DataError(utt.source, str(e)) from None
 
     @property
     def feature_key(self) -> dict:

@@ -9,7 +9,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,11 +65,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(model: torch.nn.Module, opts: OptimOptions) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, opts: OptimOptions, params: Iterable | None = None
+                   ) -> torch.optim.Optimizer:
+    """The configured optimiser over ``params`` (parameters or param groups; default: all)."""
+    params = model.parameters() if params is None else params
     if opts.name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+        return torch.optim.Adam(params, lr=opts.lr, weight_decay=opts.weight_decay)
     if opts.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=opts.lr, momentum=opts.momentum,
+        return torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum,
                                weight_decay=opts.weight_decay)
     raise ValueError(f"unknown optim.name {opts.name!r} (adam or sgd)")
 
@@ -136,16 +139,18 @@ class _WeightNoise:
 
 def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCDataset,
         optim: OptimOptions, trainer: TrainerOptions, exp_dir: str | Path, config: dict,
-        normalize: Callable[[Sequence[str]], Sequence[str]] = tuple) -> dict:
+        normalize: Callable[[Sequence[str]], Sequence[str]] = tuple,
+        optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Train until ``opts.epochs`` or early stopping; write best.pt/last.pt; return history.
 
     ``best.pt`` is chosen on the dev error rate only. With ``trainer.resume`` and an existing
     ``last.pt`` training continues from it (model, optimiser, schedule, RNG, history).
+    ``optimizer`` replaces the configured one (fine-tuning: param groups, frozen layers).
     """
     exp_dir, opts = Path(exp_dir), trainer
     device = torch.device(opts.device)
     model.to(device)
-    optimizer = make_optimizer(model, optim)
+    optimizer = optimizer or make_optimizer(model, optim)  # fine-tuning passes its own
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=optim.lr_decay, patience=optim.lr_patience)
     history: list[dict] = []

@@ -482,7 +482,7 @@ def test_unreadable_checkpoint(tmp_path: Path) -> None:
     path.write_bytes(b"PK\x03\x04 not really a checkpoint")
     with pytest.raises(DataError) as err:
         load_checkpoint(path)
-    _check(err.value, path, None, "not a readable recog checkpoint")
+    _check(err.value, path, None, "not a readable checkpoint")
     with pytest.raises(DataError) as err:
         load_checkpoint(tmp_path / "absent.pt")
-    _check(err.value, tmp_path / "absent.pt", None, "no checkpoint")
+    _check(err.value, tmp_path / "absent.pt", None, "no such checkpoint file")

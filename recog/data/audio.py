@@ -65,10 +65,23 @@ def _nist_header_int(path: Path, field: str) -> int | None:
     return None
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a file as float32 mono samples in [-1, 1] and its sample rate."""
+def read_audio(path: str | Path, offset: float = 0.0, duration: float | None = None
+               ) -> tuple[np.ndarray, int]:
+    """Read a file (or the segment from ``offset`` for ``duration`` seconds) as float32 mono
+    samples in [-1, 1] (channels averaged) and its sample rate."""
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            rate, total = f.samplerate, f.frames
+            start = round(offset * rate)
+            frames = total - start if duration is None else round(duration * rate)
+            if offset or duration is not None:
+                if start + frames > total:
+                    raise DataError(path, f"segment {offset:.3f}+{duration}s runs past the end "
+                                    f"of the audio ({total / rate:.3f}s)")
+                f.seek(start)
+            data = f.read(frames, dtype="float32", always_2d=True)
+    except DataError:
+        raise
     except Exception as e:
         raise DataError(path, f"unreadable audio: {e}") from None
     if data.shape[0] == 0:

@@ -1,0 +1,222 @@
+"""Bring-your-own corpora: JSONL manifests and Kaldi data directories, read into ``Utterance``
+records. Speech or ink; tokens from characters, whitespace-separated phones or a token list.
+
+A JSONL manifest holds one object per utterance: ``id``, ``source`` (an audio file, or an
+IAM-OnDB XML / JSON stroke file), ``text`` or ``tokens``, optional ``speaker`` (or
+``writer``), ``offset`` and ``duration`` (seconds). Relative paths are relative to the
+manifest's folder. A Kaldi data directory holds ``wav.scp`` (file paths, no pipes), ``text``,
+``utt2spk`` and optionally ``segments``; relative paths there are relative to the current
+folder, as in Kaldi.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recog.data.audio import audio_frames
+from recog.data.iamondb import read_line_strokes
+from recog.data.utterance import DataError, Utterance
+
+TOKENIZERS = ("chars", "phones", "list")
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """How a transcript becomes tokens: ``chars`` (spaces kept), ``phones`` (split on
+    whitespace), or ``list`` (split on whitespace, each token must be in ``token_list``)."""
+
+    kind: str = "phones"
+    token_list: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in TOKENIZERS:
+            raise ValueError(f"unknown tokenizer {self.kind!r}; known: {', '.join(TOKENIZERS)}")
+        if self.kind == "list" and not self.token_list:
+            raise ValueError("tokenizer 'list' needs a token list (corpus.token_list)")
+
+    def __call__(self, text: str | Sequence[str], path: Path, line: int) -> tuple[str, ...]:
+        if isinstance(text, str):
+            tokens = tuple(" ".join(text.split())) if self.kind == "chars" else tuple(text.split())
+        else:
+            tokens = tuple(str(t) for t in text)
+        if self.kind == "list":
+            known = set(self.token_list)
+            unknown = sorted({t for t in tokens if t not in known})
+            if unknown:
+                raise DataError(path, f"token(s) {unknown} not in the token list", line)
+        if not tokens:
+            raise DataError(path, "empty transcription", line)
+        return tokens
+
+
+def read_token_list(path: str | Path) -> tuple[str, ...]:
+    """A token list file: one token per line (blank lines and duplicates are errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such token list file")
+    tokens = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        token = line.strip()
+        if not token or token in tokens:
+            raise DataError(path, "empty or repeated token", n)
+        tokens.append(token)
+    return tuple(tokens)
+
+
+def _check_source(source: Path, where: Path, line: int, modality: str) -> None:
+    if not source.is_file():
+        raise DataError(where, f"{source}: no such file", line)
+    if modality == "speech":
+        try:
+            audio_frames(source)
+        except DataError as e:
+            raise DataError(where, f"{source}: {e.reason}", line) from None
+
+
+def _segment(d: dict, path: Path, line: int) -> dict:
+    """The optional offset/duration of a manifest object, checked."""
+    out = {}
+    for key in ("offset", "duration"):
+        if d.get(key) is None:
+            continue
+        value = d[key]
+        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise DataError(path, f"{key} must be a number of seconds >= 0, not {value!r}", line)
+        out[key] = float(value)
+    return out
+
+
+def read_manifest(path: str | Path, tokenizer: Tokenizer, modality: str = "speech"
+                  ) -> list[Utterance]:
+    """The utterances of a JSONL manifest; a bad line is an error naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such manifest file")
+    out, seen = [], set()
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"not JSON: {e.msg}", n) from None
+        if not isinstance(d, dict):
+            raise DataError(path, "not a JSON object", n)
+        missing = [k for k in ("id", "source") if k not in d]
+        if "text" not in d and "tokens" not in d:
+            missing.append("text or tokens")
+        if missing:
+            raise DataError(path, f"missing field(s): {', '.join(missing)}", n)
+        uid = str(d["id"])
+        if uid in seen:
+            raise DataError(path, f"utterance id {uid!r} appears twice", n)
+        seen.add(uid)
+        source = (path.parent / str(d["source"])).resolve()
+        _check_source(source, path, n, modality)
+        tokens = tokenizer(d["tokens"] if "tokens" in d else d["text"], path, n)
+        text = d.get("text") if isinstance(d.get("text"), str) else " ".join(tokens)
+        speaker = d.get("speaker", d.get("writer", uid))
+        out.append(Utterance(uid, str(speaker), str(source), tokens, text,
+                             _segment(d, path, n)))
+    return out
+
+
+def _kaldi_table(path: Path, min_fields: int) -> dict[str, tuple[list[str], int]]:
+    """A Kaldi table file: key -> (fields after the key, line number)."""
+    if not path.is_file():
+        raise DataError(path, "missing file of the Kaldi data directory")
+    table: dict[str, tuple[list[str], int]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 1 + min_fields:
+            raise DataError(path, f"expected a key and {min_fields} field(s)", n)
+        if fields[0] in table:
+            raise DataError(path, f"key {fields[0]!r} appears twice", n)
+        table[fields[0]] = (fields[1:], n)
+    return table
+
+
+def read_kaldi_dir(folder: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
+    """The utterances of a Kaldi data directory (``wav.scp`` with file paths, ``text``,
+    ``utt2spk``, optional ``segments``), in the order of ``text``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "no such Kaldi data directory")
+    wav_scp = folder / "wav.scp"
+    wavs = _kaldi_table(wav_scp, 1)
+    texts = _kaldi_table(folder / "text", 0)
+    spk = _kaldi_table(folder / "utt2spk", 1)
+    segments = _kaldi_table(folder / "segments", 3) if (folder / "segments").is_file() else None
+    for key, (fields, n) in wavs.items():
+        if fields[-1] == "|" or len(fields) > 1:
+            raise DataError(wav_scp, f"{key}: only file paths are supported, not commands", n)
+    out = []
+    for uid, (words, n) in texts.items():
+        extra: dict = {}
+        if segments is not None:
+            if uid not in segments:
+                raise DataError(folder / "segments", f"no segment for utterance {uid!r}")
+            (rec, start, end), seg_line = segments[uid]
+            try:
+                t0, t1 = float(start), float(end)
+            except ValueError:
+                raise DataError(folder / "segments", "start and end must be seconds",
+                                seg_line) from None
+            if not 0 <= t0 < t1:
+                raise DataError(folder / "segments", f"bad segment {t0}..{t1}", seg_line)
+            extra = {"offset": t0, "duration": t1 - t0}
+        else:
+            rec = uid
+        if rec not in wavs:
+            raise DataError(wav_scp, f"no recording {rec!r} (for utterance {uid!r})")
+        (wav,), wav_line = wavs[rec]
+        source = Path(wav).resolve()
+        _check_source(source, wav_scp, wav_line, "speech")
+        if uid not in spk:
+            raise DataError(folder / "utt2spk", f"no speaker for utterance {uid!r}")
+        tokens = tokenizer(" ".join(words), folder / "text", n)
+        out.append(Utterance(uid, spk[uid][0][0], str(source), tokens, " ".join(words), extra))
+    return out
+
+
+def read_json_strokes(path: str | Path) -> list[np.ndarray]:
+    """A JSON stroke file: ``{"strokes": [[[x, y, t], ...], ...]}`` (``t`` optional, in
+    seconds; 100 points/s assumed without it), as (N, 3) arrays like ``read_line_strokes``."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "stroke file is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(path, f"not JSON: {e}") from None
+    strokes = d.get("strokes") if isinstance(d, dict) else None
+    if not isinstance(strokes, list) or not strokes:
+        raise DataError(path, "expected an object with a non-empty list 'strokes'")
+    out, count = [], 0
+    for k, stroke in enumerate(strokes):
+        try:
+            a = np.asarray(stroke, dtype=np.float64)
+        except (TypeError, ValueError):
+            a = np.zeros((0, 0))
+        if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] not in (2, 3):
+            raise DataError(path, f"stroke {k} must be a non-empty list of [x, y] or [x, y, t]")
+        if a.shape[1] == 2:
+            a = np.column_stack([a, (count + np.arange(len(a))) / 100.0])
+        count += len(a)
+        out.append(a)
+    return out
+
+
+def read_strokes(path: str | Path) -> list[np.ndarray]:
+    """The strokes of an ink file: IAM-OnDB XML, or the JSON stroke format (``.json``)."""
+    if str(path).lower().endswith(".json"):
+        return read_json_strokes(path)
+    return read_line_strokes(path)

@@ -1,0 +1,175 @@
+"""Fine-tuning: start from a trained checkpoint on a new corpus, even with another token set.
+
+The output layer is transferred token by token (shared tokens keep their rows, new tokens
+get fresh rows, tokens absent from the new set are dropped); the first ``freeze_layers``
+BLSTM layers and, with ``freeze_front_end``, the input normalisation can be kept fixed; the
+encoder and the output layer have their own learning rates and a linear warm-up. The front
+end (feature options) and the network's shape come from the checkpoint. The rest is
+``recog-train``: resume, early stopping, best.pt/last.pt, results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from omegaconf import OmegaConf
+
+from recog.data.utterance import DataError
+from recog.features.cache import FeatureCache, feature_stats
+from recog.models.checkpoint import load_checkpoint
+from recog.models.ctc import CTCModel, ModelOptions
+from recog.tokens import Vocabulary
+from recog.train import OptimOptions, make_optimizer
+
+if TYPE_CHECKING:  # recog.config holds FinetuneOptions in its schema
+    from recog.config import Config
+
+log = logging.getLogger("recog.finetune")
+
+
+@dataclass
+class FinetuneOptions:
+    """The ``finetune`` options of ``recog-finetune``."""
+
+    checkpoint: str = ""  # the best.pt to start from
+    freeze_layers: int = 0  # the first k BLSTM layers (both directions) are not trained
+    freeze_front_end: bool = True  # keep the checkpoint's input normalisation (else re-estimate)
+    encoder_lr: float | None = None  # default: optim.lr
+    output_lr: float | None = None  # default: optim.lr
+    warmup_steps: int = 0  # learning rates rise linearly over this many steps
+
+
+def transfer_output(model: CTCModel, old: Vocabulary, new: Vocabulary,
+                    seed: int = 0) -> tuple[CTCModel, dict[str, list[str]]]:
+    """A copy of ``model`` whose output layer is over ``new``: rows of tokens in both sets
+    (blank included) are copied, new tokens get freshly initialised rows; also returns the
+    kept, new and dropped tokens."""
+    torch.manual_seed(seed)
+    out = CTCModel(model.input_dim, len(new), model.options)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("output.")}
+    out.load_state_dict(state, strict=False)
+    old_index = old.index
+    kept = [t for t in new.tokens if t in old_index]
+    with torch.no_grad():
+        for i, t in enumerate(new.tokens):
+            if t in old_index:
+                out.output.weight[i] = model.output.weight[old_index[t]]
+                out.output.bias[i] = model.output.bias[old_index[t]]
+    new_set = set(new.tokens)
+    return out, {"kept": kept, "new": [t for t in new.tokens if t not in old_index],
+                 "dropped": [t for t in old.tokens if t not in new_set]}
+
+
+def freeze_layers(model: CTCModel, k: int) -> list[str]:
+    """Stop gradients into the first ``k`` recurrent layers; returns the frozen names."""
+    if not 0 <= k <= model.options.layers:
+        raise ValueError(f"finetune.freeze_layers must be 0..{model.options.layers}, not {k}")
+    frozen = []
+    for name, p in model.rnn.named_parameters():
+        layer = int(name.split("_l")[-1].removesuffix("_reverse"))
+        if layer < k:
+            p.requires_grad_(False)
+            frozen.append(f"rnn.{name}")
+    return frozen
+
+
+def add_warmup(optimizer: torch.optim.Optimizer, steps: int) -> None:
+    """Scale each group's learning rate by min(1, step/steps) during the first ``steps``
+    steps. The scaled rate lives only inside ``step()``, so schedulers that change the rate
+    between steps and the logged rate are unaffected; the count is in the state dict."""
+    if steps <= 0:
+        return
+
+    def before(opt: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        for g in opt.param_groups:
+            g["warmup_step"] = g.get("warmup_step", 0) + 1
+            g["lr_after_warmup"] = g["lr"]
+            g["lr"] = g["lr"] * min(1.0, g["warmup_step"] / steps)
+
+    def after(opt: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        for g in opt.param_groups:
+            g["lr"] = g.pop("lr_after_warmup")
+
+    optimizer.register_step_pre_hook(before)
+    optimizer.register_step_post_hook(after)
+
+
+def build_optimizer(model: CTCModel, optim: OptimOptions, opts: FinetuneOptions
+                    ) -> torch.optim.Optimizer:
+    """The configured optimiser with two groups (encoder, output layer), frozen parameters
+    left out, and the warm-up."""
+    groups = [
+        {"params": [p for p in model.rnn.parameters() if p.requires_grad],
+         "lr": opts.encoder_lr if opts.encoder_lr is not None else optim.lr, "name": "encoder"},
+        {"params": list(model.output.parameters()),
+         "lr": opts.output_lr if opts.output_lr is not None else optim.lr, "name": "output"},
+    ]
+    optimizer = make_optimizer(model, optim, [g for g in groups if g["params"]])
+    add_warmup(optimizer, opts.warmup_steps)
+    return optimizer
+
+
+def apply_checkpoint_setup(cfg: Config, payload: dict, checkpoint: str | Path,
+                           overridden: Collection[str] = ()) -> Config:
+    """``cfg`` with the checkpoint's front-end options and network shape. A feature option
+    that the user set (``overridden`` holds dotted keys, or ``features`` for the whole group)
+    to a value other than the checkpoint's is an error naming the key."""
+    from recog import pipeline
+
+    saved = (payload.get("config") or {}).get("features")
+    front_end = pipeline.get_task(cfg).feature_key["front_end"]  # audio | pen
+    if not saved or front_end not in saved:
+        raise DataError(checkpoint, f"checkpoint holds no features.{front_end} options (it was "
+                        "not trained on this modality, or by a recog-train that saved them)")
+    current = getattr(cfg.features, front_end)
+    wanted = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(type(current)),
+                                                 saved[front_end]))
+    for key, value in vars(wanted).items():
+        full = f"features.{front_end}.{key}"
+        mine = getattr(current, key)
+        if mine != value and ("features" in overridden or full in overridden):
+            raise DataError(checkpoint, f"{full}: the checkpoint was trained with {value!r}, "
+                            f"the configuration asks for {mine!r}; a fine-tuned model keeps "
+                            "its front end (drop the override)")
+    features = replace(cfg.features, **{front_end: wanted})
+    return replace(cfg, features=features, model=ModelOptions(**payload["model_options"]))
+
+
+def finetune(cfg: Config, opts: FinetuneOptions, overridden: Collection[str] = ()) -> dict:
+    """Fine-tune ``opts.checkpoint`` on the corpus of ``cfg`` into ``cfg.exp_dir``; returns
+    what ``pipeline.train`` returns plus the token transfer."""
+    from recog import pipeline
+
+    if not opts.checkpoint:
+        raise ValueError("finetune.checkpoint is required (the best.pt to start from)")
+    base, old_vocab, payload = load_checkpoint(opts.checkpoint)
+    cfg = apply_checkpoint_setup(cfg, payload, opts.checkpoint, overridden)
+    transfer: dict[str, list[str]] = {}
+
+    def init(vocab: Vocabulary, train_cache: FeatureCache
+             ) -> tuple[CTCModel, torch.optim.Optimizer]:
+        if train_cache.dim != base.input_dim:
+            raise DataError(opts.checkpoint, f"the checkpoint takes {base.input_dim}-dim "
+                            f"features, the corpus gives {train_cache.dim}")
+        model, moved = transfer_output(base, old_vocab, vocab, cfg.trainer.seed)
+        transfer.update(moved)
+        if not opts.freeze_front_end:
+            mean, std = feature_stats(train_cache)
+            model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+        frozen = freeze_layers(model, opts.freeze_layers)
+        log.info("fine-tuning %s: %d tokens kept, %d new %s, %d dropped %s; %d tensors "
+                 "frozen", opts.checkpoint, len(moved["kept"]), len(moved["new"]),
+                 moved["new"], len(moved["dropped"]), moved["dropped"], len(frozen))
+        return model, build_optimizer(model, cfg.optim, opts)
+
+    config = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    config["finetune"] = vars(opts).copy()
+    result = pipeline.train(cfg, config, init)
+    result["transfer"] = transfer
+    result["config"] = config
+    return result

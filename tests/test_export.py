@@ -1,0 +1,79 @@
+"""Exported models (TorchScript, ONNX) give the eager model's log-probs on several lengths."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from recog.export import ExportableCTC, export
+from recog.models import CTCModel, ModelOptions, save_checkpoint
+from recog.tokens import Vocabulary
+
+LENGTHS = [[31], [31, 12, 5], [40, 39, 7, 1]]
+VOCAB = Vocabulary.from_symbols(["a", "b", "c", "d"])
+
+
+def _model(stack: int, bidirectional: bool = True) -> CTCModel:
+    torch.manual_seed(stack)
+    model = CTCModel(6, len(VOCAB), ModelOptions(hidden=7, layers=3, stack=stack,
+                                                  bidirectional=bidirectional))
+    model.set_normalization(torch.randn(6), torch.rand(6) + 0.5)
+    return model.eval()
+
+
+def _inputs(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(len(lengths))
+    feats = torch.randn(len(lengths), max(lengths), 6)
+    for i, n in enumerate(lengths):
+        feats[i, n:] = 100.0  # padding must not leak into valid frames
+    return feats, torch.tensor(lengths)
+
+
+def _assert_same(eager: CTCModel, run, lengths: list[int]) -> None:  # noqa: ANN001
+    feats, lens = _inputs(lengths)
+    with torch.no_grad():
+        want, want_lens = eager(feats, lens)
+    got, got_lens = run(feats, lens)
+    got, got_lens = torch.as_tensor(got), torch.as_tensor(got_lens)
+    assert got_lens.tolist() == want_lens.tolist()
+    for i, n in enumerate(want_lens.tolist()):
+        assert torch.allclose(got[i, :n], want[i, :n], atol=1e-4), (lengths, i)
+
+
+@pytest.mark.parametrize("stack,bidirectional", [(1, True), (3, True), (2, False)])
+def test_rewritten_network_matches_eager(stack: int, bidirectional: bool) -> None:
+    eager = _model(stack, bidirectional)
+    net = ExportableCTC(eager).eval()
+    for lengths in LENGTHS:
+        with torch.no_grad():
+            _assert_same(eager, net, lengths)
+
+
+def test_torchscript_and_onnx_exports_match_eager(tmp_path: Path) -> None:
+    eager = _model(3)
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, eager, VOCAB, {"features": {"audio": {"kind": "fbank"}}})
+    written = export(ckpt, tmp_path / "out", ("torchscript",))
+    assert json.loads((tmp_path / "out/tokens.json").read_text()) == list(VOCAB.tokens)
+    assert json.loads((tmp_path / "out/front_end.json").read_text())["audio"]["kind"] == "fbank"
+    scripted = torch.jit.load(str(tmp_path / "out/model.ts"))
+    for lengths in LENGTHS:
+        with torch.no_grad():
+            _assert_same(eager, scripted, lengths)
+    assert tmp_path / "out/model.ts" in written
+    pytest.importorskip("onnx")  # the exporter needs onnx (and onnxscript), the test onnxruntime
+    ort = pytest.importorskip("onnxruntime")
+    assert tmp_path / "out/model.onnx" in export(ckpt, tmp_path / "out", ("onnx",))
+    session = ort.InferenceSession(str(tmp_path / "out/model.onnx"))
+
+    def run(feats: torch.Tensor, lens: torch.Tensor) -> tuple:
+        return session.run(None, {"feats": feats.numpy(), "lengths": lens.numpy()})
+
+    for lengths in LENGTHS:
+        _assert_same(eager, run, lengths)
+
+
+def test_unknown_format_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown export format"):
+        export(tmp_path / "x.pt", tmp_path, ("tflite",))
