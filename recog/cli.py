@@ -90,6 +90,29 @@ def decode(cfg: DictConfig) -> None:
     print(f"results in {Path(c.exp_dir) / 'results'}")
 
 
+@_verb
+def lm(cfg: DictConfig) -> None:
+    """recog-lm: train the token n-gram (and word list) on the train split; with grids in
+    decode.lm_weights / decode.insertion_bonuses, tune them on dev and print the best as
+    overrides on the last line."""
+    import json
+
+    _logging()
+    c = _typed(cfg)
+    for kind, path in pipeline.train_lm(c).items():
+        print(f"{kind}: {path}")
+    if not (c.decode.lm_weights or c.decode.insertion_bonuses):
+        return
+    rows = pipeline.tune(c)
+    metric = list(rows[0])[-1]
+    print(f"{'lm_weight':>9} {'bonus':>6} {metric + ' %':>7}  ({c.corpus.dev_split})")
+    for r in rows:
+        print(f"{r['lm_weight']:>9.2f} {r['insertion_bonus']:>6.2f} {r[metric]:>7.2f}")
+    atomic_write_text(Path(c.decode.lm).with_suffix(".tune.json"), json.dumps(rows, indent=1))
+    print(f"decode.lm_weight={rows[0]['lm_weight']} "
+          f"decode.insertion_bonus={rows[0]['insertion_bonus']}")
+
+
 def score(argv: list[str] | None = None) -> None:
     """recog-score REF HYP: sclite-compatible error rates of Kaldi text or sclite trn files,
     per speaker and in total, with confusions, the worst utterances and a bootstrap CI."""

@@ -120,3 +120,13 @@ def test_nan_in_padding_is_ignored() -> None:
     lp = _random_log_probs(0, 2, 4, 3)
     lp[1, 3] = float("nan")
     assert len(prefix_beam_search(lp, torch.tensor([4, 3]))) == 2
+
+
+def test_trying_k_plus_one_tokens_per_frame_is_exact_without_lm() -> None:
+    lp = _random_log_probs(9, 6, 30, 20, sharp=1.5)
+    lengths = torch.tensor([30, 25, 30, 10, 30, 1])
+    cut = prefix_beam_search(lp, lengths, BeamOptions(beam=4, nbest=4))  # 5 tokens tried
+    full = prefix_beam_search(lp, lengths, BeamOptions(beam=4, nbest=4, beam_token=19))
+    for a, b in zip(cut, full, strict=True):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)

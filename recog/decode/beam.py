@@ -23,7 +23,7 @@ NEG_INF = float("-inf")
 _HASH_MUL = 0x100000001B3  # FNV-1a 64-bit prime; products wrap modulo 2**64
 
 
-@dataclass(frozen=True)
+@dataclass
 class BeamOptions:
     """Beam search settings; defaults are the ones the recipes use."""
 
@@ -89,7 +89,7 @@ def _skip_blank_frames(lp: torch.Tensor, lengths: torch.Tensor, threshold: float
 
 
 def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
-                       options: BeamOptions = BeamOptions(),
+                       options: BeamOptions | None = None,
                        lm: TokenAutomaton | None = None,
                        lexicon: TokenAutomaton | None = None) -> list[list[Hypothesis]]:
     """The ``options.nbest`` best labellings of each utterance, best first (blank = 0).
@@ -98,6 +98,7 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
     end-of-sentence score at the end; ``lexicon`` forbids extensions it has no arc for and
     hypotheses that end outside a word (unless no hypothesis of an utterance ends in one).
     """
+    options = options or BeamOptions()
     check_inputs(log_probs, lengths)
     dev = log_probs.device
     bsz, _, vsz = log_probs.shape
@@ -128,8 +129,18 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
     lx_st = torch.full((bsz, k), lexicon.start if lexicon else 0, dtype=torch.long,
                        device=dev)
     back_k, back_tok = [], []
-    flat_ids = torch.arange(k * vsz, device=dev).view(1, k, vsz)
-    tok_ids = torch.arange(vsz, device=dev)
+    # tokens tried per frame: without LM or lexicon the K + 1 most likely ones hold every
+    # candidate that can reach the beam (an extension scores prefix + token, and only the
+    # repeat of a prefix's last token scores lower), so the cut is exact
+    m = vsz - 1
+    if options.beam_token:
+        m = min(m, options.beam_token)
+    elif lm is None and lexicon is None:
+        m = min(m, k + 1)
+    keep_ids = torch.arange(k, device=dev).expand(bsz, k)
+    tok_all = torch.arange(1, vsz, device=dev).expand(bsz, vsz - 1)
+    m_ids = torch.arange(m, device=dev)
+    k_ids = torch.arange(k, device=dev)[None, :, None]
 
     for t in range(packed.shape[1]):
         active = (t < kept)[:, None]  # (B, 1)
@@ -141,54 +152,61 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         total = torch.logaddexp(pb, pnb)
         alive = total > NEG_INF
         x_last = torch.where(last > 0, x.gather(1, last), inf)
-
-        # candidates (B, K, V): column 0 keeps the prefix, column c > 0 appends token c
-        ext = torch.where(tok_ids == last[..., None], pb[..., None], total[..., None]) \
-            + x[:, None, :]
+        if m < vsz - 1:
+            cx, ctok = x[:, 1:].topk(m, dim=1)
+            ctok = ctok + 1
+        else:
+            cx, ctok = x[:, 1:], tok_all
+        # extensions (B, K, M): prefix k + token ctok[m]; after its own last token only
+        # the blank-ending part of the prefix may extend
+        is_rep = ctok[:, None, :] == last[..., None]
+        ext = torch.where(is_rep, pb[..., None], total[..., None]) + cx[:, None, :]
         stay_pb = total + x[:, :1]
         stay_pnb = pnb + x_last
         # merge: hypothesis j = hypothesis i + token last[j] -> i's extension joins j
-        match = (phsh[:, None, :] == hsh[:, :, None]) & alive[:, :, None] & alive[:, None, :] \
-            & (nlab[:, None, :] == nlab[:, :, None] + 1)  # (B, i, j)
+        match = (phsh[:, None, :] == hsh[:, :, None]) & (nlab[:, None, :] == nlab[:, :, None]
+                                                          + 1) & alive[:, :, None] \
+            & alive[:, None, :]  # (B, i, j)
         has_parent = match.any(1)
-        parent = match.to(torch.uint8).argmax(1)  # (B, j)
+        parent = (match.long() * k_ids).sum(1)  # (B, j)
         p_pb, p_total, p_last = (a.gather(1, parent) for a in (pb, total, last))
         join = torch.where(p_last == last, p_pb, p_total) + x_last
         stay_pnb = torch.where(has_parent, torch.logaddexp(stay_pnb, join), stay_pnb)
-        dead = torch.where(has_parent, parent * vsz + last, k * vsz)
+        where_last = ctok[:, None, :] == last[..., None]  # (B, j, M)
+        slot = (where_last.long() * m_ids).sum(2)
+        dead = torch.where(has_parent & where_last.any(2), parent * m + slot, k * m)
         ext = torch.cat([ext.view(bsz, -1), inf.expand(bsz, 1)], 1).scatter(
-            1, dead, inf.expand(bsz, k))[:, :-1].view(bsz, k, vsz)
+            1, dead, inf.expand(bsz, k))[:, :-1].view(bsz, k, m)
 
         score = ext + beta * (nlab + 1)[..., None]
         if lm is not None:
-            ext_lm = lm_sum[..., None] + lm.logp[lm_st]
+            ext_lm = lm_sum[..., None] + lm.logp[lm_st[..., None], ctok[:, None, :]]
             score = score + alpha * ext_lm
         if lexicon is not None:
-            score = score.masked_fill(lexicon.next[lx_st] < 0, NEG_INF)
-        if options.beam_token and options.beam_token < vsz - 1:
-            cut = x[:, 1:].topk(options.beam_token, dim=1).values[:, -1:]
-            score = score.masked_fill((x < cut)[:, None, :], NEG_INF)
+            score = score.masked_fill(lexicon.next[lx_st[..., None], ctok[:, None, :]] < 0,
+                                      NEG_INF)
         stay = torch.logaddexp(stay_pb, stay_pnb) + alpha * lm_sum + beta * nlab
-        score[..., 0] = stay
-        flat = score.view(bsz, -1)
+        flat = torch.cat([stay[..., None], score], 2).view(bsz, -1)  # column 0: stay
         if options.score_threshold > 0:
             best = flat.max(1, keepdim=True).values
             flat = flat.masked_fill(flat < best - options.score_threshold, NEG_INF)
         idx = flat.topk(k, dim=1).indices  # (B, K)
-        src, tok = idx // vsz, idx % vsz
-        is_ext = tok > 0
+        src, col = idx // (m + 1), idx % (m + 1)
+        is_ext = col > 0
+        ext_idx = src * m + (col - 1).clamp_min(0)
+        tok = torch.where(is_ext, ctok.gather(1, (col - 1).clamp_min(0)), 0)
 
         def pick(a: torch.Tensor, src: torch.Tensor = src) -> torch.Tensor:
             return a.gather(1, src)
 
-        new_pnb = torch.where(is_ext, ext.view(bsz, -1).gather(1, idx), pick(stay_pnb))
+        new_pnb = torch.where(is_ext, ext.view(bsz, -1).gather(1, ext_idx), pick(stay_pnb))
         new_pb = torch.where(is_ext, inf, pick(stay_pb))
         new_last = torch.where(is_ext, tok, pick(last))
         new_hsh = torch.where(is_ext, pick(hsh) * _HASH_MUL + tok, pick(hsh))
         new_phsh = torch.where(is_ext, pick(hsh), pick(phsh))
         new_nlab = pick(nlab) + is_ext.long()
         if lm is not None:
-            new_lm_sum = torch.where(is_ext, ext_lm.view(bsz, -1).gather(1, idx),
+            new_lm_sum = torch.where(is_ext, ext_lm.view(bsz, -1).gather(1, ext_idx),
                                      pick(lm_sum))
             new_lm_st = torch.where(is_ext, lm.next[pick(lm_st), tok], pick(lm_st))
             lm_sum = torch.where(active, new_lm_sum, lm_sum)
@@ -202,7 +220,6 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         hsh = torch.where(active, new_hsh, hsh)
         phsh = torch.where(active, new_phsh, phsh)
         nlab = torch.where(active, new_nlab, nlab)
-        keep_ids = torch.arange(k, device=dev).expand(bsz, k)
         back_k.append(torch.where(active, src, keep_ids))
         back_tok.append(torch.where(active, tok, 0))
 
