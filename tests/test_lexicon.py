@@ -54,3 +54,17 @@ def test_word_list_errors(tmp_path) -> None:
     bad.write_text("xyz\n")
     with pytest.raises(DataError, match="no word of the lexicon"):
         load_lexicon(bad, TOKENS)
+
+
+def test_a_beam_wider_than_the_allowed_prefixes_keeps_only_allowed_ones() -> None:
+    # beam 64 > the prefixes the lexicon allows: the beam fills up with dead hypotheses,
+    # which must stay dead rather than spell what the lexicon forbids
+    g = torch.Generator().manual_seed(0)
+    lp = (3 * torch.randn(8, 30, 4, generator=g)).log_softmax(-1)
+    lex = lexicon_automaton([list(w) for w in WORDS], TOKENS)
+    for hyps in prefix_beam_search(lp, torch.full((8,), 30), BeamOptions(beam=64, nbest=64),
+                                   lexicon=lex):
+        for h in hyps:
+            words = "".join(TOKENS[c] for c in h.tokens).split(" ")
+            assert all(w in WORDS for w in words[:-1]), words
+            assert any(w.startswith(words[-1]) for w in WORDS), words

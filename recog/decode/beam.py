@@ -190,7 +190,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         if options.score_threshold > 0:
             best = flat.max(1, keepdim=True).values
             flat = flat.masked_fill(flat < best - options.score_threshold, NEG_INF)
-        idx = flat.topk(k, dim=1).indices  # (B, K)
+        top, idx = flat.topk(k, dim=1)  # (B, K)
+        pruned = top == NEG_INF  # picked only to fill the beam: dead
         src, col = idx // (m + 1), idx % (m + 1)
         is_ext = col > 0
         ext_idx = src * m + (col - 1).clamp_min(0)
@@ -200,7 +201,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
             return a.gather(1, src)
 
         new_pnb = torch.where(is_ext, ext.view(bsz, -1).gather(1, ext_idx), pick(stay_pnb))
-        new_pb = torch.where(is_ext, inf, pick(stay_pb))
+        new_pnb = new_pnb.masked_fill(pruned, NEG_INF)
+        new_pb = torch.where(is_ext | pruned, inf, pick(stay_pb))
         new_last = torch.where(is_ext, tok, pick(last))
         new_hsh = torch.where(is_ext, pick(hsh) * _HASH_MUL + tok, pick(hsh))
         new_phsh = torch.where(is_ext, pick(hsh), pick(phsh))
@@ -212,7 +214,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
             lm_sum = torch.where(active, new_lm_sum, lm_sum)
             lm_st = torch.where(active, new_lm_st, lm_st)
         if lexicon is not None:
-            new_lx = torch.where(is_ext, lexicon.next[pick(lx_st), tok], pick(lx_st))
+            new_lx = torch.where(is_ext, lexicon.next[pick(lx_st), tok], pick(lx_st)
+                                 ).clamp_min(0)  # -1 only on dead hypotheses
             lx_st = torch.where(active, new_lx, lx_st)
         pb = torch.where(active, new_pb, pb)
         pnb = torch.where(active, new_pnb, pnb)
