@@ -13,10 +13,13 @@ from recog.decode.automaton import TokenAutomaton
 from recog.decode.beam import BeamOptions, Hypothesis, check_inputs
 
 
-def _python_lm(lm: TokenAutomaton):  # noqa: ANN202 - the class only exists with torchaudio
+def _python_lm(lm: TokenAutomaton, bonus: float = 0.0):  # noqa: ANN202 - needs torchaudio
+    """Flashlight LM over the tables; ``bonus`` is added to every token's log-probability
+    (flashlight multiplies the sum by the LM weight, so bonus = beta / alpha)."""
     from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
 
-    logp, nxt, final = lm.logp.tolist(), lm.next.tolist(), lm.final.tolist()
+    logp = (lm.logp + bonus).tolist()
+    nxt, final = lm.next.tolist(), lm.final.tolist()
 
     class TableLM(CTCDecoderLM):
         """Flashlight's LM callbacks over the n-gram tables; states are cached per id."""
@@ -64,14 +67,18 @@ class FlashlightDecoder:
 
         names = [f"tok{i}" for i in range(len(tokens))]  # any symbol, spaces included
         sil = names[list(tokens).index(sil_token)] if sil_token in tokens else names[1]
-        self.lm = _python_lm(lm) if lm is not None else None
+        if lm is not None and options.insertion_bonus and not options.lm_weight:
+            raise ValueError("flashlight's insertion bonus goes through the LM: it needs a "
+                             "non-zero lm_weight")
+        self.lm = _python_lm(lm, options.insertion_bonus / (options.lm_weight or 1.0)) \
+            if lm is not None else None
         self.options = options
         self.decoder = ctc_decoder(
             lexicon=None, tokens=names, lm=self.lm, nbest=options.nbest,
             beam_size=options.beam, beam_size_token=options.beam_token or None,
             beam_threshold=options.score_threshold or 1e9,
             lm_weight=options.lm_weight if lm is not None else 0.0,
-            sil_score=options.insertion_bonus if lm is not None else 0.0, log_add=True,
+            log_add=True,
             blank_token=names[0], sil_token=sil)
 
     def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
