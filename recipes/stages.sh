@@ -6,10 +6,13 @@
 #   3 train     BLSTM-CTC into exp/<recipe>/<name>/ (best.pt chosen on dev, last.pt)
 #   4 decode    greedy decoding of the dev and test splits -> results/<split>/{ref,hyp}.txt
 #   5 score     error rates with S/D/I from the ref/hyp files (recog-score)
+#   6 lm        beam search (results_beam/); a token n-gram trained on the train split with
+#               its weight and bonus tuned on dev (recog-lm), then beam + LM
+#               (results_beam_lm/) and each of $beam_extra (e.g. beam_lexicon)
 # Options: [--stage N] [--stop-stage N] [--experiment NAME] [Hydra overrides...]
 set -euo pipefail
 stage=1
-stop_stage=5
+stop_stage=6
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -39,5 +42,14 @@ if run_stage 5; then
         "$exp_dir/results/$split/hyp.txt" ${unit#*:} \
         --out "$exp_dir/results/$split/${unit%%:*}" | tail -n 1)"
     done
+  done
+fi
+if run_stage 6; then
+  echo "== stage 6: lm"
+  recog-decode "${args[@]}" decode=beam
+  for method in beam_lm ${beam_extra:-}; do
+    best=$(recog-lm "${args[@]}" "decode=$method" | tee /dev/stderr | tail -n 1)
+    # shellcheck disable=SC2086  # the tuned overrides are meant to split
+    recog-decode "${args[@]}" "decode=$method" $best
   done
 fi

@@ -94,6 +94,29 @@ def decode(cfg: DictConfig) -> None:
     print(f"results in {Path(c.exp_dir) / 'results'}")
 
 
+@_verb
+def lm(cfg: DictConfig) -> None:
+    """recog-lm: train the token n-gram (and word list) on the train split; with grids in
+    decode.lm_weights / decode.insertion_bonuses, tune them on dev and print the best as
+    overrides on the last line."""
+    import json
+
+    _logging()
+    c = _typed(cfg)
+    for kind, path in pipeline.train_lm(c).items():
+        print(f"{kind}: {path}")
+    if not (c.decode.lm_weights or c.decode.insertion_bonuses):
+        return
+    rows = pipeline.tune(c)
+    metric = list(rows[0])[-1]
+    print(f"{'lm_weight':>9} {'bonus':>6} {metric + ' %':>7}  ({c.corpus.dev_split})")
+    for r in rows:
+        print(f"{r['lm_weight']:>9.2f} {r['insertion_bonus']:>6.2f} {r[metric]:>7.2f}")
+    atomic_write_text(Path(c.decode.lm).with_suffix(".tune.json"), json.dumps(rows, indent=1))
+    print(f"decode.lm_weight={rows[0]['lm_weight']} "
+          f"decode.insertion_bonus={rows[0]['insertion_bonus']}")
+
+
 def score(argv: list[str] | None = None) -> None:
     """recog-score REF HYP: sclite-compatible error rates of Kaldi text or sclite trn files,
     per speaker and in total, with confusions, the worst utterances and a bootstrap CI."""
@@ -174,7 +197,9 @@ def transcribe(argv: list[str] | None = None) -> None:
     p.add_argument("checkpoint", type=Path, help="a best.pt written by recog-train/finetune")
     p.add_argument("files", nargs="+", type=Path, help="audio or stroke files")
     p.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
-    p.add_argument("--lm", help="language model file for beam search")
+    p.add_argument("--lm", help="token n-gram (ARPA, e.g. from recog-lm) for beam search")
+    p.add_argument("--lm-weight", type=float, default=0.5, help="LM weight (alpha)")
+    p.add_argument("--insertion-bonus", type=float, default=0.0, help="per token (beta)")
     p.add_argument("--batch-frames", type=int, default=30000, help="padded frames per batch")
     p.add_argument("--device", default="cpu")
     out = p.add_mutually_exclusive_group()
@@ -182,7 +207,8 @@ def transcribe(argv: list[str] | None = None) -> None:
     out.add_argument("--kaldi", action="store_true",
                      help="print Kaldi text: '<file name without suffix> <tokens>' per file")
     args = p.parse_args(argv)
-    opts = TranscribeOptions(args.beam, args.lm, args.batch_frames, args.device)
+    opts = TranscribeOptions(args.beam, args.lm, args.lm_weight, args.insertion_bonus,
+                             args.batch_frames, args.device)
     try:
         results = Transcriber.load(args.checkpoint, opts)(args.files)
     except (DataError, ValueError) as e:

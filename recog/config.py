@@ -14,6 +14,7 @@ from omegaconf import MISSING
 from recog.data.synth.iamondb import InkSynthOptions
 from recog.data.synth.shifted import ShiftedSynthOptions
 from recog.data.synth.timit import SynthOptions
+from recog.decode.decoder import DecodeOptions
 from recog.features.audio import AudioFeatureOptions
 from recog.features.pen import PenFeatureOptions
 from recog.finetune import FinetuneOptions
@@ -63,11 +64,16 @@ class DataConfig:
 
 
 @dataclass
-class DecodeConfig:
-    method: str = "greedy"
+class DecodeConfig(DecodeOptions):
+    """The decoder's own options plus where to decode and how recog-lm builds and tunes."""
+
     splits: list[str] | None = None  # default: the dev split and the test splits
     checkpoint: str = "best.pt"  # file name inside exp_dir, or a path
     batch_frames: int = 30000
+    results: str = "results"  # folder inside exp_dir for this decoding's outputs
+    lm_order: int = 3  # recog-lm: order of the token n-gram trained on the train split
+    lm_weights: list[float] = field(default_factory=list)  # recog-lm: alpha grid on dev
+    insertion_bonuses: list[float] = field(default_factory=list)  # recog-lm: beta grid
 
 
 @dataclass

@@ -25,7 +25,7 @@ from recog.data.utterance import (
     read_jsonl,
     write_jsonl,
 )
-from recog.decode.greedy import greedy_decode
+from recog.decode.decoder import BeamSearch, make_decoder
 from recog.features.cache import FeatureCache, build_cache, feature_stats
 from recog.lockfile import exp_lock
 from recog.metrics import Score, score, write_score, write_text, write_trn
@@ -299,20 +299,28 @@ def _train(cfg: Config, config_dict: dict, init: ModelInit | None) -> dict:
 
 
 # --------------------------------------------------------------------------- decode
+def _load_model(cfg: Config) -> tuple[CTCModel, Vocabulary, dict, Path, torch.device]:
+    exp_dir = Path(cfg.exp_dir)
+    ckpt = Path(cfg.decode.checkpoint)
+    ckpt = ckpt if ckpt.is_file() else exp_dir / cfg.decode.checkpoint
+    device = torch.device(cfg.trainer.device)
+    model, vocab, payload = load_checkpoint(ckpt, device)
+    return model.to(device), vocab, payload, ckpt, device
+
+
 def decode(cfg: Config) -> dict:
-    """Greedy-decode each split with the experiment's checkpoint; write ref/hyp (Kaldi text
-    and sclite trn, as scored), scores.json and report.md."""
+    """Decode each split with the experiment's checkpoint and ``decode.method``; write
+    ref/hyp (Kaldi text and sclite trn, as scored), scores.json and report.md into
+    ``exp_dir/<decode.results>``."""
     with exp_lock(cfg.exp_dir, "recog-decode"):
         return _decode(cfg)
 
 
 def _decode(cfg: Config) -> dict:
     exp_dir = Path(cfg.exp_dir)
-    ckpt = Path(cfg.decode.checkpoint)
-    ckpt = ckpt if ckpt.is_file() else exp_dir / cfg.decode.checkpoint
-    device = torch.device(cfg.trainer.device)
-    model, vocab, payload = load_checkpoint(ckpt, device)
-    model.to(device)
+    model, vocab, payload, ckpt, device = _load_model(cfg)
+    decoder = make_decoder(cfg.decode, vocab.tokens)
+    results_dir = exp_dir / cfg.decode.results
     task = get_task(cfg)
     rejections = Rejections(cfg.data.skip_bad)
     results: dict = {"checkpoint": str(ckpt), "epoch": payload.get("epoch"),
@@ -323,17 +331,19 @@ def _decode(cfg: Config) -> dict:
         hyps: dict[str, list[str]] = {}
         for batch, log_probs, out_lens in run_model(model, ds, cfg.decode.batch_frames, device):
             inside = torch.arange(log_probs.shape[1], device=device)[None] < out_lens[:, None]
-            finite = (torch.isfinite(log_probs).all(dim=2) | ~inside).all(dim=1).tolist()
-            for k, (i, ids) in enumerate(zip(batch.indices, greedy_decode(log_probs, out_lens),
-                                             strict=True)):
-                if finite[k]:
-                    hyps[ds.ids[i]] = vocab.decode(ids)
-                else:
-                    rejections.add(DataError(utts[i].source, f"utterance {utts[i].id}: the "
-                                             "model's output is not finite (NaN or inf)"))
+            finite = (torch.isfinite(log_probs).all(dim=2) | ~inside).all(dim=1)
+            for k in (~finite).nonzero().flatten().tolist():
+                i = batch.indices[k]
+                rejections.add(DataError(utts[i].source, f"utterance {utts[i].id}: the "
+                                         "model's output is not finite (NaN or inf)"))
+            keep = finite.nonzero().flatten()
+            if len(keep):
+                decoded = decoder(log_probs[keep], out_lens[keep])
+                for k, ids in zip(keep.tolist(), decoded, strict=True):
+                    hyps[ds.ids[batch.indices[k]]] = vocab.decode(ids)
         refs = {u.id: list(u.tokens) for u in utts if u.id in hyps}
         utt2spk = {u.id: u.speaker for u in utts if u.id in hyps}
-        out = exp_dir / "results" / split
+        out = results_dir / split
         scored, first_score = {}, None
         for name, normalize in task.metrics.items():
             s = score(refs, hyps, normalize, utt2spk)
@@ -352,12 +362,57 @@ def _decode(cfg: Config) -> dict:
         results["splits"][split] = scored
         if split == cfg.decode_splits[-1]:  # the last test split gets the pictures
             results["pictures"] = pictures(cfg, model, vocab, task, ds, utts, hyps,
-                                           first_score, exp_dir / "results", device)
+                                           first_score, results_dir, device)
     skipped = [e.as_dict() for e in rejections.items]
     results["skipped"] = skipped
-    atomic_write_text(exp_dir / "results" / "scores.json", json.dumps(results, indent=1))
-    atomic_write_text(exp_dir / "results" / "report.md", report(cfg, results, exp_dir))
+    atomic_write_text(results_dir / "scores.json", json.dumps(results, indent=1))
+    atomic_write_text(results_dir / "report.md", report(cfg, results, exp_dir))
     return results
+
+
+def train_lm(cfg: Config) -> dict[str, str]:
+    """Train the token n-gram (``decode.lm_order``, Kneser-Ney) on the train split's labels
+    into ``decode.lm`` and, if ``decode.lexicon`` is set, its word list there."""
+    from recog.decode.ngram import train_kneser_ney, write_arpa
+
+    if not cfg.decode.lm:
+        raise ValueError("set decode.lm to the ARPA file to write (e.g. decode=beam_lm)")
+    _, vocab, _, _, _ = _load_model(cfg)
+    task = get_task(cfg)
+    utts = load_split(cfg, cfg.corpus.train_split)
+    labels = [task.targets(u) for u in utts]
+    write_arpa(train_kneser_ney(labels, cfg.decode.lm_order, vocab.tokens[1:]), cfg.decode.lm)
+    written = {"lm": cfg.decode.lm}
+    if cfg.decode.lexicon:
+        words = sorted({w for t in labels for w in task.to_text(t).split()})
+        atomic_write_text(Path(cfg.decode.lexicon), "\n".join(words) + "\n")
+        written["lexicon"] = cfg.decode.lexicon
+    return written
+
+
+def tune(cfg: Config) -> list[dict]:
+    """Grid search of ``decode.lm_weights`` x ``decode.insertion_bonuses`` on the dev
+    split (the model runs once); rows sorted best first by the first metric."""
+    model, vocab, _, _, device = _load_model(cfg)
+    task = get_task(cfg)
+    ds, utts = dataset(cfg, cfg.corpus.dev_split, vocab)
+    with torch.no_grad():
+        outputs = [(batch.indices, lp, n) for batch, lp, n in
+                   run_model(model, ds, cfg.decode.batch_frames, device)]
+    base = make_decoder(cfg.decode, vocab.tokens)
+    if not isinstance(base, BeamSearch):
+        raise ValueError("tuning needs decode.method=beam")
+    refs = {u.id: list(u.tokens) for u in utts}
+    name, normalize = next(iter(task.metrics.items()))
+    rows = []
+    for alpha in cfg.decode.lm_weights or [cfg.decode.lm_weight]:
+        for beta in cfg.decode.insertion_bonuses or [cfg.decode.insertion_bonus]:
+            base.options.lm_weight, base.options.insertion_bonus = alpha, beta
+            hyps = {ds.ids[i]: vocab.decode(ids) for idx, lp, n in outputs
+                    for i, ids in zip(idx, base(lp, n), strict=True)}
+            s = score(refs, hyps, normalize).total
+            rows.append({"lm_weight": alpha, "insertion_bonus": beta, name: s.rate})
+    return sorted(rows, key=lambda r: r[name])
 
 
 def pictures(cfg: Config, model: CTCModel, vocab: Vocabulary, task: Task, ds: CTCDataset,
@@ -412,6 +467,18 @@ def format_scores(results: dict) -> str:
     return "\n".join(rows)
 
 
+def _describe(cfg: Config) -> str:
+    d = cfg.decode
+    if d.method == "greedy":
+        return "greedy"
+    parts = [f"{d.method}, beam {d.beam}"]
+    if d.lm:
+        parts.append(f"LM `{d.lm}` (weight {d.lm_weight}, bonus {d.insertion_bonus})")
+    if d.lexicon:
+        parts.append(f"lexicon `{d.lexicon}`")
+    return ", ".join(parts)
+
+
 def report(cfg: Config, results: dict, exp_dir: Path) -> str:
     """A short markdown report: set-up, scores, skipped items."""
     skipped_path = exp_dir / "skipped.json"
@@ -430,7 +497,7 @@ def report(cfg: Config, results: dict, exp_dir: Path) -> str:
         f"bidirectional={cfg.model.bidirectional}, stack={cfg.model.stack}",
         f"- checkpoint: `{results['checkpoint']}` (epoch {results['epoch']}, chosen on "
         f"{cfg.corpus.dev_split} {results['metrics'][0]})",
-        f"- decoding: {cfg.decode.method}; metrics: {', '.join(results['metrics'])}", "",
+        f"- decoding: {_describe(cfg)}; metrics: {', '.join(results['metrics'])}", "",
         "```", format_scores(results), "```", "",
         f"Skipped items: {len(skipped)}",
     ]

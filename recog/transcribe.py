@@ -17,6 +17,8 @@ from omegaconf.errors import OmegaConfBaseException
 from recog.batching import bucket_batches
 from recog.config import Config
 from recog.data.utterance import DataError, Utterance
+from recog.decode.decoder import DecodeOptions
+from recog.decode.decoder import make_decoder as make_search
 from recog.decode.greedy import greedy_decode
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel
@@ -28,20 +30,24 @@ Decoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]
 
 @dataclass(frozen=True)
 class TranscribeOptions:
-    """How to decode: greedy (``beam`` 1) or beam search, optional LM, batch size, device."""
+    """How to decode: greedy (``beam`` 1) or beam search, optional token n-gram LM (ARPA)
+    with its weight and insertion bonus, batch size, device."""
 
     beam: int = 1
     lm: str | None = None
+    lm_weight: float = 0.5
+    insertion_bonus: float = 0.0
     batch_frames: int = 30000
     device: str = "cpu"
 
 
-def make_decoder(opts: TranscribeOptions) -> Decoder:
+def make_decoder(opts: TranscribeOptions, tokens: Sequence[str]) -> Decoder:
     """The one place where the decoder is chosen: log-probs and lengths -> token ids."""
     if opts.beam <= 1 and opts.lm is None:
         return greedy_decode
-    raise ValueError("beam search and language models (--beam N > 1, --lm) are not available "
-                     "in this version of recog; use greedy decoding (--beam 1)")
+    return make_search(DecodeOptions(method="beam", beam=max(opts.beam, 1), lm=opts.lm or "",
+                                     lm_weight=opts.lm_weight,
+                                     insertion_bonus=opts.insertion_bonus), tokens)
 
 
 def checkpoint_config(payload: dict, path: str | Path) -> Config:
@@ -98,7 +104,7 @@ class Transcriber:
         features are computed (so a bad file fails before any output) and then decoded in
         length-bucketed batches."""
         feats = [self.features(f) for f in files]
-        decode = make_decoder(self.opts)
+        decode = make_decoder(self.opts, self.vocab.tokens)
         device = torch.device(self.opts.device)
         out: list[dict] = [{} for _ in files]
         for batch in bucket_batches([len(f) for f in feats], self.opts.batch_frames):

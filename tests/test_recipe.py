@@ -26,7 +26,7 @@ def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
     run = subprocess.run(["bash", str(ROOT / "recipes/timit/run.sh"), *overrides],
                          cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
-    for n, stage in enumerate(("prepare", "features", "train", "decode", "score"), 1):
+    for n, stage in enumerate(("prepare", "features", "train", "decode", "score", "lm"), 1):
         assert f"== stage {n}: {stage}" in run.stdout
     summary = json.loads((tmp_path / "prep/summary.json").read_text())
     assert summary["splits"]["train"]["utterances"] == 6
@@ -51,6 +51,10 @@ def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
         image = matplotlib.image.imread(exp / "results" / f"{name}.png")
         assert image.shape[0] >= 300 and image.shape[1] >= 800, name
         assert f"({name}.png)" in (exp / "results/report.md").read_text()
+    for method in ("beam", "beam_lm"):  # stage 6: beam search, then with the tuned n-gram
+        beam = json.loads((exp / f"results_{method}/scores.json").read_text())
+        assert beam["splits"]["test"]["PER"]["n"] == test["n"]
+    assert (exp / "lm/tokens.arpa").is_file() and (exp / "lm/tokens.tune.json").is_file()
     history = json.loads((exp / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert "PER" in (exp / "results/report.md").read_text()

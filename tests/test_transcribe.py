@@ -149,6 +149,16 @@ def test_bad_input_stops_before_any_output(speech: tuple, tmp_path: Path,
     (tmp_path / "not.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit, match=r"not.pt: not a readable checkpoint"):
         transcribe([str(tmp_path / "not.pt"), str(paths[0])])
-    with pytest.raises(SystemExit, match="beam search"):
-        transcribe([str(ckpt), "--beam", "4", str(paths[0])])
+    (tmp_path / "bad.arpa").write_text("not an ARPA file\n")
+    with pytest.raises(SystemExit, match="bad.arpa"):
+        transcribe([str(ckpt), "--beam", "4", "--lm", str(tmp_path / "bad.arpa"), str(paths[0])])
     assert capsys.readouterr().out == ""
+
+
+def test_beam_search_agrees_with_greedy_on_a_peaky_model(speech: tuple,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    ckpt, paths, _ = speech
+    transcribe([str(ckpt), *map(str, paths)])
+    greedy = capsys.readouterr().out
+    transcribe([str(ckpt), "--beam", "8", *map(str, paths)])
+    assert capsys.readouterr().out == greedy != ""

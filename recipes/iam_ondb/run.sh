@@ -5,4 +5,5 @@
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
 experiment=synthetic
 score_units="CER:--cer WER:"  # ref/hyp hold the text lines
+beam_extra="beam_lexicon"  # stage 6 also decodes with the lexicon of the training words
 source "$recipe_dir/../stages.sh"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recog.data.audio import audio_frames
+from recog.data.audio import audio_info
 from recog.data.iamondb import read_line_strokes
 from recog.data.utterance import DataError, Utterance
 
@@ -74,7 +74,7 @@ def _check_source(source: Path, where: Path, line: int, modality: str) -> None:
         raise DataError(where, f"{source}: no such file", line)
     if modality == "speech":
         try:
-            audio_frames(source)
+            audio_info(source)
         except DataError as e:
             raise DataError(where, f"{source}: {e.reason}", line) from None
 

@@ -1,0 +1,105 @@
+"""One entry point for every decoder: ``make_decoder(options, tokens)`` gives a callable
+(log_probs (B, T, V), lengths (B,)) -> token ids per utterance, with ``.nbest`` for the
+n best hypotheses and their scores. The method is a name resolved by a small registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import torch
+
+from recog.decode.automaton import TokenAutomaton
+from recog.decode.beam import BeamOptions, Hypothesis, check_inputs, prefix_beam_search
+from recog.decode.greedy import greedy_decode
+
+
+@dataclass
+class DecodeOptions(BeamOptions):
+    """``decode.method`` (greedy | beam | flashlight) and its options; ``lm`` is an ARPA
+    token n-gram and ``lexicon`` a word list (beam only), empty for none."""
+
+    method: str = "greedy"
+    lm: str = ""
+    lexicon: str = ""
+    separator: str = " "  # the token between words (lexicon, flashlight's silence)
+
+
+class Decoder(Protocol):
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]: ...
+    def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor
+              ) -> list[list[Hypothesis]]: ...
+
+
+class GreedyDecoder:
+    """Best path; its one hypothesis is scored by the path's log-probability."""
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        check_inputs(log_probs, lengths)
+        return greedy_decode(log_probs, lengths)
+
+    def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
+        best = log_probs.max(-1).values
+        frames = torch.arange(best.shape[1], device=best.device)[None] < lengths.to(
+            best.device)[:, None]
+        path = torch.where(frames, best, torch.zeros_like(best)).sum(1).tolist()
+        return [[Hypothesis(ids, s, s, 0.0)] for ids, s in
+                zip(self(log_probs, lengths), path, strict=True)]
+
+
+class BeamSearch:
+    """Our prefix beam search, with the options' n-gram LM and lexicon loaded once."""
+
+    def __init__(self, options: BeamOptions, tokens: Sequence[str],
+                 lm: TokenAutomaton | None = None, lexicon: TokenAutomaton | None = None):
+        self.options = BeamOptions(**{f.name: getattr(options, f.name)
+                                      for f in fields(BeamOptions)})
+        self.tokens, self.lm, self.lexicon = tuple(tokens), lm, lexicon
+
+    def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
+        dev = log_probs.device
+        if self.lm is not None and self.lm.next.device != dev:
+            self.lm = self.lm.to(dev)
+        if self.lexicon is not None and self.lexicon.next.device != dev:
+            self.lexicon = self.lexicon.to(dev)
+        return prefix_beam_search(log_probs, lengths, self.options, self.lm, self.lexicon)
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        return [h[0].tokens if h else [] for h in self.nbest(log_probs, lengths)]
+
+
+def _greedy(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
+    return GreedyDecoder()
+
+
+def _beam(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
+    from recog.decode.lexicon import load_lexicon
+    from recog.decode.ngram import load_lm
+
+    lm = load_lm(options.lm, tokens) if options.lm else None
+    lexicon = load_lexicon(options.lexicon, tokens, options.separator) \
+        if options.lexicon else None
+    return BeamSearch(options, tokens, lm, lexicon)
+
+
+def _flashlight(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
+    from recog.decode.flashlight import FlashlightDecoder
+    from recog.decode.ngram import load_lm
+
+    if options.lexicon:
+        raise ValueError("decode.lexicon is for method 'beam'; the flashlight backend runs "
+                         "lexicon-free here")
+    lm = load_lm(options.lm, tokens) if options.lm else None
+    return FlashlightDecoder(tokens, options, lm, options.separator)
+
+
+DECODERS: dict[str, Callable[[DecodeOptions, Sequence[str]], Decoder]] = {
+    "greedy": _greedy, "beam": _beam, "flashlight": _flashlight}
+
+
+def make_decoder(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
+    """The decoder ``options.method`` names, over the model's tokens (blank first)."""
+    if options.method not in DECODERS:
+        raise ValueError(f"unknown decode.method {options.method!r}; known: {sorted(DECODERS)}")
+    return DECODERS[options.method](options, tokens)

@@ -1,0 +1,94 @@
+"""The decoder registry, the flashlight backend against ours, and the benchmark's smoke run."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from recog.decode import DecodeOptions, make_decoder
+from recog.decode.beam import BeamOptions
+from recog.decode.ngram import train_kneser_ney, write_arpa
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKENS = ("<blk>", " ", "a", "b", "c")
+
+
+def _peaky(seed: int, b: int = 24, t: int = 40, v: int = 5, sharp: float = 3.0
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    logits = sharp * torch.randn(b, t, v, generator=g)
+    logits[..., 0] += 2.0
+    return logits.log_softmax(-1), torch.randint(t // 2, t + 1, (b,), generator=g)
+
+
+def test_registry_resolves_names_and_rejects_unknown_ones(tmp_path: Path) -> None:
+    lp, n = _peaky(0)
+    greedy = make_decoder(DecodeOptions(method="greedy"), TOKENS)
+    beam = make_decoder(DecodeOptions(method="beam", beam=1, blank_skip=1.0), TOKENS)
+    assert greedy(lp, n) == [h[0].tokens for h in greedy.nbest(lp, n)]
+    assert len(beam(lp, n)) == 24
+    with pytest.raises(ValueError, match="unknown decode.method 'viterbi'"):
+        make_decoder(DecodeOptions(method="viterbi"), TOKENS)
+
+
+def test_lm_and_lexicon_files_reach_the_beam_search(tmp_path: Path) -> None:
+    write_arpa(train_kneser_ney([list("ab ab"), list("ba")], 2, TOKENS[1:]), tmp_path / "lm")
+    (tmp_path / "words").write_text("ab\nba\n")
+    lp, n = _peaky(1)
+    dec = make_decoder(DecodeOptions(method="beam", lm=str(tmp_path / "lm"),
+                                     lexicon=str(tmp_path / "words")), TOKENS)
+    for hyps in dec.nbest(lp, n):
+        words = "".join(TOKENS[c] for c in hyps[0].tokens).split(" ")
+        # whole words are known; the last may stop inside one when no hypothesis of the
+        # beam ended a word
+        assert all(w in ("ab", "ba") for w in words[:-1])
+        assert any(w.startswith(words[-1]) for w in ("ab", "ba"))
+        assert hyps[0].lm < 0
+
+
+def test_flashlight_agrees_with_ours_without_lm() -> None:
+    pytest.importorskip("flashlight.lib.text")
+    opts = DecodeOptions(method="flashlight", beam=16, nbest=1)
+    fl = make_decoder(opts, TOKENS)
+    ours = make_decoder(DecodeOptions(method="beam", beam=16), TOKENS)
+    same = total = 0
+    for seed in range(4):
+        lp, n = _peaky(seed, sharp=8.0)  # as peaky as a trained model's outputs
+        a, b = fl(lp, n), ours(lp, n)
+        same += sum(x == y for x, y in zip(a, b, strict=True))
+        total += len(a)
+    assert same / total >= 0.95, f"{same} / {total}"
+
+
+def test_flashlight_scores_with_a_token_lm(tmp_path: Path) -> None:
+    pytest.importorskip("flashlight.lib.text")
+    write_arpa(train_kneser_ney([list("ab ab ab")] * 5, 2, TOKENS[1:]), tmp_path / "lm")
+    lp, n = _peaky(2, b=4)
+    plain = make_decoder(DecodeOptions(method="flashlight", beam=8), TOKENS)(lp, n)
+    fused = make_decoder(DecodeOptions(method="flashlight", beam=8, lm=str(tmp_path / "lm"),
+                                       lm_weight=5.0), TOKENS)(lp, n)
+    assert plain != fused  # a heavy LM changes what flashlight finds
+
+
+def test_bench_quick_writes_one_record_per_decoder(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "scripts/bench"))
+    try:
+        import decode as bench
+    finally:
+        sys.path.pop(0)
+    records = bench.main(["--quick", "--json", str(tmp_path / "bench.json")])
+    assert json.loads((tmp_path / "bench.json").read_text()) == records
+    names = {r["name"] for r in records}
+    assert {"greedy", "recog beam", "recog beam+LM"} <= names
+    for r in records:
+        assert {"name", "beam", "lm", "utt_per_s", "error_rate"} <= set(r)
+        assert r["utt_per_s"] > 0 and 0 <= r["error_rate"]
+    beam = next(r for r in records if r["name"] == "recog beam")
+    greedy = next(r for r in records if r["name"] == "greedy")
+    assert beam["error_rate"] <= greedy["error_rate"] + 1.0
+
+
+def test_beam_options_are_a_decode_options_subset() -> None:
+    assert set(BeamOptions.__dataclass_fields__) < set(DecodeOptions.__dataclass_fields__)
