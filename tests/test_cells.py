@@ -27,7 +27,7 @@ def numpy_steps(cell: str, w: dict, xs: np.ndarray, sigma_h=np.tanh) -> np.ndarr
     n = w["b_f"].shape[0]
     h, c, out = np.zeros(n), np.zeros(n), []
     for x in xs:
-        def a(g, rec):
+        def a(g: str, rec: np.ndarray, x: np.ndarray = x) -> np.ndarray:
             return w[f"W_{g}"] @ x + w[f"U_{g}"] @ rec + w[f"b_{g}"]
         if cell == "lstm":
             i, f, o = sig(a("i", h)), sig(a("f", h)), sig(a("o", h))

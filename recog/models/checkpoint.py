@@ -43,6 +43,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     """Rebuild the model and vocabulary from a checkpoint; also return the raw payload."""
     payload = torch.load(path, map_location=map_location, weights_only=False)
     vocab = Vocabulary(tuple(payload["vocab"]))
-    model = CTCModel(payload["input_dim"], len(vocab), ModelOptions.from_dict(payload["model_options"]))
+    options = ModelOptions.from_dict(payload["model_options"])
+    model = CTCModel(payload["input_dim"], len(vocab), options)
     model.load_state_dict(payload["model"])
     return model, vocab, payload
