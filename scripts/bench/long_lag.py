@@ -125,7 +125,7 @@ def main() -> None:
     ap.add_argument("--json", help="write one record per (cell, lag) here")
     ap.add_argument("--png", help="plot accuracy by lag here")
     ap.add_argument("--lags", default="50,100,200,500,1000")
-    ap.add_argument("--steps", type=int, default=600, help="most training batches per run")
+    ap.add_argument("--steps", type=int, default=400, help="most training batches per run")
     ap.add_argument("--hidden", type=int, default=16)
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args()
