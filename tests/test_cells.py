@@ -245,3 +245,17 @@ def test_bad_options_are_named() -> None:
         CTCModel(6, 3, ModelOptions(cell="peephole", peephole=PeepholeOptions("relu")))
     with pytest.raises(ValueError, match="model.convlstm"):
         CTCModel(7, 3, ModelOptions(frontend="convlstm"))
+
+
+@pytest.mark.parametrize("cell", FUSED)
+def test_fused_cells_run_under_autocast(cell: str) -> None:
+    """bf16 autocast on CPU (as a mixed-precision training loop would use it) gives the
+    float32 result up to the bf16 input projection's rounding."""
+    torch.manual_seed(0)
+    module = StackedRecurrent(cell, 3, 4, 1, True)
+    x, lengths = torch.randn(2, 5, 3), torch.tensor([5, 3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = module(x, lengths)
+    y.sum().backward()
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, module(x, lengths), rtol=0, atol=0.05)

@@ -264,11 +264,15 @@ class RecurrentLayer(nn.Module):
         d, t_len, b, _ = x.shape
         p = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(d, t_len * b, -1),
                           self.weight_ih).view(d, t_len, b, -1)
-        if self.cell == "graves":
-            return _GravesFn.apply(p, self.weight_hh, self.weight_peep, sizes)
-        if self.cell == "peephole":
-            return _PeepholeFn.apply(p, self.weight_hh, sizes, self.identity)
-        return _CIFGFn.apply(p, self.weight_hh, sizes)
+        # the recurrence runs in the weights' precision even under autocast (mixed dtypes
+        # would break its in-place products; a low-precision cell state would drift)
+        p = p.to(self.weight_hh.dtype)
+        with torch.autocast(p.device.type, enabled=False):
+            if self.cell == "graves":
+                return _GravesFn.apply(p, self.weight_hh, self.weight_peep, sizes)
+            if self.cell == "peephole":
+                return _PeepholeFn.apply(p, self.weight_hh, sizes, self.identity)
+            return _CIFGFn.apply(p, self.weight_hh, sizes)
 
 
 def reverse_index(lengths: Tensor, t_len: int) -> Tensor:
