@@ -41,7 +41,7 @@ def test_cells_benchmark_quick(tmp_path: Path) -> None:
                           "--json", str(out)], env=ENV, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     records = json.loads(out.read_text())
-    assert [r["name"] for r in records] == ["lstm", "peephole", "graves", "cifg"]
+    assert [r["name"] for r in records] == ["lstm", "lstm/packed", "peephole", "graves", "cifg"]
     assert records[0]["ratio_to_lstm"] == 1.0
     assert all(r["step_ms"] > 0 for r in records)
     assert "x lstm" in run.stdout
