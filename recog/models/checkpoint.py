@@ -42,7 +42,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     vocab = Vocabulary(tuple(payload["vocab"]))
     try:
         model = CTCModel(payload["input_dim"], len(vocab),
-                         ModelOptions(**payload["model_options"]))
+                         ModelOptions.from_dict(payload["model_options"]))
         model.load_state_dict(payload["model"])
     except (TypeError, ValueError, RuntimeError) as e:
         raise DataError(path, f"checkpoint does not fit this version's model: {e}") from None

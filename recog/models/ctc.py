@@ -6,28 +6,52 @@ features into log-probs. The loss is computed in the training loop, not here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-CELLS = {"lstm": nn.LSTM}  # model.cell -> recurrent layer class (more variants plug in here)
+from recog.models.cells import PeepholeOptions, StackedRecurrent
+from recog.models.convlstm import ConvLSTMFrontEnd, ConvLSTMOptions
+
+# model.cell -> recurrent stack class; ``lstm`` is nn.LSTM (cuDNN on GPU), the others are the
+# fused cells of recog.models.cells (equations in its docstrings and in the README)
+CELLS = {
+    "lstm": nn.LSTM,
+    "peephole": partial(StackedRecurrent, "peephole"),
+    "graves": partial(StackedRecurrent, "graves"),
+    "cifg": partial(StackedRecurrent, "cifg"),
+}
+FRONTENDS = {"convlstm": ConvLSTMFrontEnd}  # model.frontend -> module before frame stacking
 
 
 @dataclass
 class ModelOptions:
     """Shape of the network: ``layers`` BLSTM layers of ``hidden`` cells per direction."""
 
-    cell: str = "lstm"
+    cell: str = "lstm"  # lstm | peephole | graves | cifg
     hidden: int = 250
     layers: int = 5
     bidirectional: bool = True
     dropout: float = 0.0
     stack: int = 1  # frames stacked (and the frame rate divided) before the first layer
+    frontend: str = "none"  # none | convlstm (scans time over feature maps along frequency)
+    peephole: PeepholeOptions = field(default_factory=PeepholeOptions)
+    convlstm: ConvLSTMOptions = field(default_factory=ConvLSTMOptions)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelOptions:
+        """Inverse of as_dict (also reads checkpoints written before the options blocks)."""
+        d = dict(d)
+        for name, kind in (("peephole", PeepholeOptions), ("convlstm", ConvLSTMOptions)):
+            if isinstance(d.get(name), dict):
+                d[name] = kind(**d[name])
+        return cls(**d)
 
 
 def ctc_min_frames(labels: list[int]) -> int:
@@ -56,17 +80,24 @@ class CTCModel(nn.Module):
         super().__init__()
         if options.cell not in CELLS:
             raise ValueError(f"unknown model.cell {options.cell!r}; known: {sorted(CELLS)}")
+        if options.frontend != "none" and options.frontend not in FRONTENDS:
+            raise ValueError(f"unknown model.frontend {options.frontend!r}; known: "
+                             f"{['none', *sorted(FRONTENDS)]}")
         self.options = options
         self.input_dim, self.vocab_size = input_dim, vocab_size
         self.register_buffer("feat_mean", torch.zeros(input_dim))
         self.register_buffer("feat_std", torch.ones(input_dim))
+        self.frontend = (FRONTENDS[options.frontend](input_dim, options.convlstm)
+                         if options.frontend != "none" else None)
+        frame_dim = self.frontend.output_dim if self.frontend is not None else input_dim
+        extra = {"batch_first": True} if options.cell == "lstm" else {"peephole": options.peephole}
         self.rnn = CELLS[options.cell](
-            input_size=input_dim * options.stack,
+            input_size=frame_dim * options.stack,
             hidden_size=options.hidden,
             num_layers=options.layers,
             bidirectional=options.bidirectional,
             dropout=options.dropout if options.layers > 1 else 0.0,
-            batch_first=True,
+            **extra,
         )
         self.dropout = nn.Dropout(options.dropout)
         self.output = nn.Linear(options.hidden * (2 if options.bidirectional else 1), vocab_size)
@@ -84,8 +115,14 @@ class CTCModel(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, D) padded features and their lengths -> (B, T', V) log-probs, lengths."""
         x = (feats - self.feat_mean) / self.feat_std
+        if self.frontend is not None:
+            x = self.frontend(x, lengths)
         x, lengths = stack_frames(x, lengths, self.options.stack)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        y, _ = self.rnn(packed)
-        y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        if isinstance(self.rnn, nn.LSTM):
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True,
+                                          enforce_sorted=False)
+            y, _ = self.rnn(packed)
+            y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        else:
+            y = self.rnn(x, lengths)
         return self.output(self.dropout(y)).log_softmax(dim=-1), lengths

@@ -1,0 +1,67 @@
+"""The convolutional LSTM of Shi et al. (2015) as a speech front end: it scans time over each
+frame's feature maps along the frequency axis (for fbank + deltas: 3 maps x 41 bins).
+
+    i_t = sigmoid(W_i * x_t + U_i * h_{t-1} + V_i o c_{t-1} + b_i)    (* convolution over
+    f_t = sigmoid(W_f * x_t + U_f * h_{t-1} + V_f o c_{t-1} + b_f)     frequency, o Hadamard)
+    c_t = f_t o c_{t-1} + i_t o tanh(W_c * x_t + U_c * h_{t-1} + b_c)
+    o_t = sigmoid(W_o * x_t + U_o * h_{t-1} + V_o o c_t + b_o),   h_t = o_t o tanh(c_t)
+
+The input convolutions of all frames are one call; the recurrence runs on the rows still
+active (batch sorted by length), so no step computes on padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ConvLSTMOptions:
+    """The ``convlstm`` front end: ``channels`` state maps, kernels ``kernel`` bins wide; each
+    input frame is read as ``maps`` maps (static, delta, delta-delta) of dim / maps bins."""
+
+    channels: int = 4
+    kernel: int = 5
+    maps: int = 3
+
+
+class ConvLSTMFrontEnd(nn.Module):
+    """(B, T, maps * F) frames and lengths -> (B, T, channels * F) ConvLSTM outputs."""
+
+    def __init__(self, input_dim: int, options: ConvLSTMOptions):
+        super().__init__()
+        if options.kernel % 2 == 0 or input_dim % options.maps:
+            raise ValueError(f"model.convlstm: kernel must be odd ({options.kernel}) and maps "
+                             f"({options.maps}) must divide the feature dimension ({input_dim})")
+        c, k = options.channels, options.kernel
+        self.maps, self.channels, self.bins = options.maps, c, input_dim // options.maps
+        self.conv_x = nn.Conv1d(options.maps, 4 * c, k, padding=k // 2)
+        self.conv_h = nn.Conv1d(c, 4 * c, k, padding=k // 2, bias=False)
+        self.peep = nn.Parameter(torch.empty(3, c, self.bins).uniform_(-0.1, 0.1))  # V_i, V_f, V_o
+        self.output_dim = c * self.bins
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        b, t_len, _ = x.shape
+        lengths = lengths.cpu()
+        order = torch.argsort(lengths, descending=True, stable=True)
+        t_max = int(lengths[order[0]])
+        sizes = (lengths[order][None, :] > torch.arange(t_max)[:, None]).sum(1).tolist()
+        c_, f_ = self.channels, self.bins
+        xs = x[order.to(x.device), :t_max].reshape(b * t_max, self.maps, f_)
+        px = self.conv_x(xs).view(b, t_max, 4, c_, f_)
+        h = x.new_zeros(b, c_, f_)
+        c = x.new_zeros(b, c_, f_)
+        outs = []
+        for t, bs in enumerate(sizes):
+            h, c = h[:bs], c[:bs]
+            a = px[:bs, t] + self.conv_h(h).view(bs, 4, c_, f_)
+            i = torch.sigmoid(a[:, 0] + self.peep[0] * c)
+            f = torch.sigmoid(a[:, 1] + self.peep[1] * c)
+            c = f * c + i * torch.tanh(a[:, 2])
+            h = torch.sigmoid(a[:, 3] + self.peep[2] * c) * torch.tanh(c)
+            outs.append(nn.functional.pad(h.reshape(bs, -1), (0, 0, 0, b - bs)))
+        y = torch.stack(outs, 1)[torch.argsort(order).to(x.device)]
+        return nn.functional.pad(y, (0, 0, 0, t_len - t_max))
