@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from recog import pipeline
 from recog.config import Config, register
 from recog.data.utterance import DataError, atomic_write_text
+from recog.distributed import DistributedError, env_world
+from recog.train import BatchTooLarge, Interrupted
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 register()
@@ -26,11 +28,14 @@ def _typed(cfg: DictConfig) -> Config:
 
 
 def _logging(log_file: Path | None = None) -> None:
+    """Log to stdout (and ``log_file``); under torchrun only rank 0 logs below warnings."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
-    if log_file is not None:
+    main = env_world().is_main
+    if log_file is not None and main:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file))
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=handlers, force=True)
+    logging.basicConfig(level=logging.INFO if main else logging.WARNING, format="%(message)s",
+                        handlers=handlers, force=True)
 
 
 def _verb(fn: Callable[[DictConfig], None]) -> Callable[[], None]:
@@ -44,6 +49,9 @@ def _verb(fn: Callable[[DictConfig], None]) -> Callable[[], None]:
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except (Interrupted, DistributedError, BatchTooLarge) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(128 + e.signum if isinstance(e, Interrupted) else 1)
 
     return main
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recog import distributed
 from recog.batching import CTCDataset
 from recog.config import Config
 from recog.data import iamondb, timit
@@ -168,7 +169,16 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
 
 # --------------------------------------------------------------------------- train
 def train(cfg: Config, config_dict: dict) -> dict:
-    """Train a model on the corpus's train split, selecting on its dev split."""
+    """Train a model on the corpus's train split, selecting on its dev split (under torchrun:
+    in every process of the group, rank 0 building the feature caches first)."""
+    distributed.init(cfg.trainer.device, cfg.trainer.backend, cfg.trainer.dist_timeout_s)
+    try:
+        return _train(cfg, config_dict)
+    finally:
+        distributed.shutdown()
+
+
+def _train(cfg: Config, config_dict: dict) -> dict:
     task = get_task(cfg)
     exp_dir = Path(cfg.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -177,13 +187,14 @@ def train(cfg: Config, config_dict: dict) -> dict:
     torch.manual_seed(cfg.trainer.seed)
     train_split, dev_split = cfg.corpus.train_split, cfg.corpus.dev_split
     vocab = task.vocabulary(load_split(cfg, train_split))
-    train_cache = features(cfg, train_split)
-    model = CTCModel(train_cache.dim, len(vocab), cfg.model)
-    mean, std = feature_stats(train_cache)
-    model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
-    rejections = Rejections(cfg.data.skip_bad)
-    train_set, _ = dataset(cfg, train_split, vocab, model, rejections)
-    dev_set, _ = dataset(cfg, dev_split, vocab, model, rejections)
+    with distributed.main_first():  # one process builds the caches, the others read them
+        train_cache = features(cfg, train_split)
+        model = CTCModel(train_cache.dim, len(vocab), cfg.model)
+        mean, std = feature_stats(train_cache)
+        model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+        rejections = Rejections(cfg.data.skip_bad)
+        train_set, _ = dataset(cfg, train_split, vocab, model, rejections)
+        dev_set, _ = dataset(cfg, dev_split, vocab, model, rejections)
     skipped = [e.as_dict() for e in rejections.items]
     for e in rejections.items:
         log.warning("skipped: %s", e)
