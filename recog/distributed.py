@@ -100,6 +100,29 @@ def main_first() -> Iterator[None]:
         barrier()
 
 
+def _is_peer_failure(e: BaseException) -> bool:
+    text = str(e)
+    return isinstance(e, dist.DistError) or (isinstance(e, RuntimeError) and any(
+        mark in text for mark in ("gloo", "NCCL", "Connection reset", "Connection closed")))
+
+
+@contextmanager
+def peer_failures(what: str) -> Iterator[None]:
+    """Re-raise a failed collective inside the block (e.g. DDP's gradient reduction) as a
+    DistributedError that says a peer probably died."""
+    try:
+        yield
+    except Exception as e:
+        if not current_world().active or isinstance(e, DistributedError) \
+                or not _is_peer_failure(e):
+            raise
+        world = current_world()
+        raise DistributedError(
+            f"rank {world.rank} of {world.size}: {what} failed ({type(e).__name__}: "
+            f"{str(e).strip()}); another training process has probably died or timed out "
+            "(see its log)") from e
+
+
 def _guard(what: str, fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)

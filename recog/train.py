@@ -23,7 +23,14 @@ import torch.nn.functional as F
 from recog.batching import Batch, CTCDataset, bucket_batches, iterate, load, rank_batches
 from recog.data.utterance import atomic_write_text
 from recog.decode.greedy import greedy_decode
-from recog.distributed import all_sum, broadcast, current_world, gather, process_device
+from recog.distributed import (
+    all_sum,
+    broadcast,
+    current_world,
+    gather,
+    peer_failures,
+    process_device,
+)
 from recog.features.cache import Progress
 from recog.metrics import error_count
 from recog.models.checkpoint import save_checkpoint
@@ -316,7 +323,7 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                             scheduler=scheduler.state_dict(), rng=rngs, position=pos,
                             global_step=global_step, world_size=world.size)
 
-    with _StopSignals() as stop:
+    with _StopSignals() as stop, peer_failures("training"):
         for epoch in range(start_epoch, opts.epochs + 1):
             if _epochs_since_best(history) >= opts.early_stop:
                 log.info("early stop: no better dev error rate for %d epochs", opts.early_stop)
