@@ -1,7 +1,7 @@
 """A tiny training run for the DDP and resume tests, in a process of its own (the process
 group comes from torchrun's environment variables when they are set).
 
-``python -m tests.train_worker DATA EXP [trainer.key=value ...] [model.dropout=P]
+``python -m tests.train_worker DATA EXP [trainer.KEY=V] [optim.KEY=V] [model.dropout=P]
 [slow=SECONDS]`` trains on
 the random corpus ``tiny_corpus(DATA)`` into EXP and writes ``EXP/seen-<rank>.json``: the
 utterance indices of every training micro-batch it ran, in order.
@@ -47,23 +47,30 @@ def tiny_corpus(folder: Path, n_train: int = 24, n_dev: int = 6) -> tuple[CTCDat
     return sets[0], sets[1]
 
 
-def trainer_options(overrides: dict[str, str]) -> train.TrainerOptions:
-    types = {f.name: f.type for f in fields(train.TrainerOptions)}
-    base = {"epochs": 2, "early_stop": 10, "batch_frames": 400, "max_batch_utts": 4,
-            "progress": False, "checkpoint_every": 0}
+def _options(cls: type, base: dict, overrides: dict[str, str]) -> object:
+    """``cls(**base)`` with ``overrides`` (strings) converted to each field's type."""
+    types = {f.name: f.type for f in fields(cls)}
     for key, value in overrides.items():
         kind = types[key]
         base[key] = (value == "true" if kind in (bool, "bool")
                      else float(value) if kind in (float, "float")
                      else int(value) if kind in (int, "int") else value)
-    return train.TrainerOptions(**base)
+    return cls(**base)
 
 
-def run(data: Path, exp: Path, overrides: dict[str, str], slow: float = 0.0,
-        dropout: float = 0.1) -> dict:
-    """Build the tiny model and fit it (in this process's place of the process group)."""
+def run(data: Path, exp: Path, overrides: dict[str, str], slow: float = 0.0) -> dict:
+    """Build the tiny model and fit it (in this process's place of the process group);
+    ``overrides`` are ``trainer.*``, ``optim.*`` and ``model.dropout`` values."""
     torch.set_num_threads(1)
-    opts = trainer_options(overrides)
+    groups: dict[str, dict[str, str]] = {"trainer": {}, "optim": {}, "model": {}}
+    for key, value in overrides.items():
+        group, name = key.split(".", 1)
+        groups[group][name] = value
+    opts = _options(train.TrainerOptions, {
+        "epochs": 2, "early_stop": 10, "batch_frames": 400, "max_batch_utts": 4,
+        "progress": False, "checkpoint_every": 0}, groups["trainer"])
+    optim = _options(train.OptimOptions, {"lr": 0.01}, groups["optim"])
+    dropout = float(groups["model"].get("dropout", 0.1))
     world = distributed.init(opts.device, opts.backend, opts.dist_timeout_s)
     try:
         train_set, dev_set = tiny_corpus(data)
@@ -81,8 +88,8 @@ def run(data: Path, exp: Path, overrides: dict[str, str], slow: float = 0.0,
         train.ctc_loss = recording_loss
         exp.mkdir(parents=True, exist_ok=True)
         try:
-            return train.fit(model, VOCAB, train_set, dev_set, train.OptimOptions(lr=0.01),
-                             opts, exp, {"tiny": True})
+            return train.fit(model, VOCAB, train_set, dev_set, optim, opts, exp,
+                             {"tiny": True})
         finally:
             train.ctc_loss = loss_fn
             (exp / f"seen-{world.rank}.json").write_text(json.dumps(seen))
@@ -92,11 +99,10 @@ def run(data: Path, exp: Path, overrides: dict[str, str], slow: float = 0.0,
 
 def main(argv: list[str]) -> None:
     data, exp, *rest = argv
-    overrides = dict(a.removeprefix("trainer.").split("=", 1) for a in rest)
+    overrides = dict(a.split("=", 1) for a in rest)
     slow = float(overrides.pop("slow", 0.0))
-    dropout = float(overrides.pop("model.dropout", 0.1))
     try:
-        run(Path(data), Path(exp), overrides, slow, dropout)
+        run(Path(data), Path(exp), overrides, slow)
     except (train.Interrupted, distributed.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(128 + e.signum if isinstance(e, train.Interrupted) else 1)
