@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from recog.models.padded_lstm import lstm_padded
+
 CELLS = {"lstm": nn.LSTM}  # model.cell -> recurrent layer class (more variants plug in here)
 
 
@@ -85,7 +87,11 @@ class CTCModel(nn.Module):
         """(B, T, D) padded features and their lengths -> (B, T', V) log-probs, lengths."""
         x = (feats - self.feat_mean) / self.feat_std
         x, lengths = stack_frames(x, lengths, self.options.stack)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        y, _ = self.rnn(packed)
-        y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        if x.device.type == "cpu" and type(self.rnn) is nn.LSTM:  # the fused CPU kernel
+            y = lstm_padded(self.rnn, x, lengths)
+        else:  # packed: cuDNN's own variable-length path on GPUs
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True,
+                                          enforce_sorted=False)
+            y, _ = self.rnn(packed)
+            y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
         return self.output(self.dropout(y)).log_softmax(dim=-1), lengths
