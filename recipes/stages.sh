@@ -6,7 +6,8 @@
 #   3 train     BLSTM-CTC into exp/<recipe>/<name>/ (best.pt chosen on dev, last.pt)
 #   4 decode    greedy decoding of the dev and test splits -> results/<split>/{ref,hyp}.txt
 #   5 score     error rates with S/D/I from the ref/hyp files (recog-score)
-# Options: [--stage N] [--stop-stage N] [--experiment NAME] [Hydra overrides...]
+# Options: [--stage N] [--stop-stage N] [--experiment NAME] [--nproc N] [Hydra overrides...]
+#   --nproc N: train with N processes on this machine (torchrun, trainer=ddp)
 set -euo pipefail
 stage=1
 stop_stage=5
@@ -15,6 +16,7 @@ while [[ $# -gt 0 ]]; do
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
     --experiment) experiment=$2; shift 2 ;;
+    --nproc) nproc=$2; shift 2 ;;
     *) break ;;
   esac
 done
@@ -25,7 +27,14 @@ trap 'echo "== done in ${SECONDS}s"' EXIT
 
 if run_stage 1; then echo "== stage 1: prepare"; recog-prepare "${args[@]}"; fi
 if run_stage 2; then echo "== stage 2: features"; recog-features "${args[@]}"; fi
-if run_stage 3; then echo "== stage 3: train"; recog-train "${args[@]}"; fi
+if run_stage 3; then
+  echo "== stage 3: train"
+  if [[ ${nproc:-1} -gt 1 ]]; then
+    torchrun --standalone --nproc-per-node="$nproc" --no-python recog-train trainer=ddp "${args[@]}"
+  else
+    recog-train "${args[@]}"
+  fi
+fi
 if run_stage 4; then echo "== stage 4: decode"; recog-decode "${args[@]}"; fi
 if run_stage 5; then
   echo "== stage 5: score"

@@ -84,8 +84,9 @@ def train(cfg: DictConfig) -> None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     atomic_write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     result = pipeline.train(c, resolved)
-    print(f"best dev error rate: {result['best_dev_error_rate']:.2f} % "
-          f"(checkpoint {exp_dir / 'best.pt'})")
+    if env_world().is_main:
+        print(f"best dev error rate: {result['best_dev_error_rate']:.2f} % "
+              f"(checkpoint {exp_dir / 'best.pt'})")
 
 
 @_verb

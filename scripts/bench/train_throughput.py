@@ -61,8 +61,10 @@ def experiment(name: str) -> tuple[ModelOptions, OptimOptions, dict]:
     return model, OptimOptions(**OmegaConf.to_container(optim)), batch
 
 
-def corpus(cache_glob: str | None, utts: int, folder: Path) -> CTCDataset:
-    """``utts`` utterances of the feature cache (a random subset), or of a random cache."""
+def corpus(cache_glob: str | None, utts: int, folder: Path, short: bool = False
+           ) -> CTCDataset:
+    """``utts`` utterances of the feature cache (a random subset), or of a random cache
+    (``short``: 0.5-1 s utterances, for the smoke test)."""
     rng = np.random.default_rng(0)
     found = sorted(glob.glob(str(ROOT / cache_glob))) if cache_glob else []
     if found:
@@ -70,7 +72,7 @@ def corpus(cache_glob: str | None, utts: int, folder: Path) -> CTCDataset:
         keep = sorted(rng.choice(len(cache), min(utts, len(cache)), replace=False).tolist())
         cache = cache.subset(keep)
     else:  # TIMIT-like lengths (2-5 s at 100 frames/s), 123 dims
-        lengths = rng.integers(200, 500, utts)
+        lengths = rng.integers(50, 100, utts) if short else rng.integers(200, 500, utts)
         items = [Utterance(f"u{i}", "s", f"u{i}", ("a",)) for i in range(utts)]
         frames = {u.id: torch.randn(int(n), 123) for u, n in zip(items, lengths, strict=True)}
         cache = build_cache(items, lambda u: frames[u.id], {"random": utts}, folder, "train",
@@ -192,7 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for (name, _), n in zip(EXPERIMENTS.items(), utts, strict=True):
             model_opts, optim, batch = experiment(name)
-            data = corpus(None if args.quick else args.cache, n, Path(tmp) / name)
+            data = corpus(None if args.quick else args.cache, n, Path(tmp) / name,
+                          short=args.quick)
             dev = CTCDataset(data.cache.subset([0]), data.targets[:1])
             runs: dict[str, list[float]] = {"bare": []}
             padding = math.nan
