@@ -5,6 +5,7 @@ torchrun environment (``WORLD_SIZE`` unset or 1) every function is a cheap no-op
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,8 +86,27 @@ def init(device: str, backend: str = "auto", timeout_s: float = 600.0) -> World:
 
 
 def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group together, rank 0 (which serves the rendezvous store) last:
+    a store that vanishes while a peer is still tearing down aborts that peer."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    rank, size = dist.get_rank(), dist.get_world_size()
+    store = dist.distributed_c10d._get_default_store()
+    clean = sys.exc_info()[0] is None  # after a failure the peers may be gone: do not wait
+    if clean:
+        try:
+            dist.barrier()
+        except Exception:  # noqa: BLE001 - leaving anyway
+            clean = False
+    dist.destroy_process_group()
+    if clean and size > 1:
+        try:
+            if rank:
+                store.set(f"recog-left-{rank}", "1")
+            else:
+                store.wait([f"recog-left-{r}" for r in range(1, size)], timedelta(seconds=30))
+        except Exception:  # noqa: BLE001 - leaving anyway
+            pass
 
 
 @contextmanager
