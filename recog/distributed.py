@@ -4,6 +4,7 @@ torchrun environment (``WORLD_SIZE`` unset or 1) every function is a cheap no-op
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -98,6 +99,7 @@ def shutdown() -> None:
             dist.barrier()
         except Exception:  # noqa: BLE001 - leaving anyway
             clean = False
+    gc.collect()  # a DDP wrapper left in a reference cycle holds the group until exit
     dist.destroy_process_group()
     if clean and size > 1:
         try:
