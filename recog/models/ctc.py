@@ -87,7 +87,8 @@ class CTCModel(nn.Module):
         """(B, T, D) padded features and their lengths -> (B, T', V) log-probs, lengths."""
         x = (feats - self.feat_mean) / self.feat_std
         x, lengths = stack_frames(x, lengths, self.options.stack)
-        if x.device.type == "cpu" and type(self.rnn) is nn.LSTM:  # the fused CPU kernel
+        if (x.device.type == "cpu" and type(self.rnn) is nn.LSTM
+                and not torch.is_autocast_enabled("cpu")):  # the fused CPU kernel (fp32)
             y = lstm_padded(self.rnn, x, lengths)
         else:  # packed: cuDNN's own variable-length path on GPUs
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True,
