@@ -170,7 +170,8 @@ def _vocab():  # noqa: ANN202 - a Vocabulary of VOCAB symbols
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="a few utterances (smoke test)")
+    p.add_argument("--quick", action="store_true",
+                   help="a few short utterances, 2 x 16 LSTMs (smoke test)")
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("--utts", type=int, nargs=2, default=[80, 300], metavar=("GRAVES", "SYNTH"),
                    help="utterances per epoch for each model size")
@@ -194,6 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for (name, _), n in zip(EXPERIMENTS.items(), utts, strict=True):
             model_opts, optim, batch = experiment(name)
+            if args.quick:  # the smoke test checks the program, not a speed: a tiny model
+                model_opts = ModelOptions(**{**model_opts.as_dict(), "hidden": 16, "layers": 2})
             data = corpus(None if args.quick else args.cache, n, Path(tmp) / name,
                           short=args.quick)
             dev = CTCDataset(data.cache.subset([0]), data.targets[:1])
