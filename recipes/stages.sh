@@ -9,7 +9,8 @@
 #   6 lm        beam search (results_beam/); a token n-gram trained on the train split with
 #               its weight and bonus tuned on dev (recog-lm), then beam + LM
 #               (results_beam_lm/) and each of $beam_extra (e.g. beam_lexicon)
-# Options: [--stage N] [--stop-stage N] [--experiment NAME] [Hydra overrides...]
+# Options: [--stage N] [--stop-stage N] [--experiment NAME] [--nproc N] [Hydra overrides...]
+#   --nproc N: train with N processes on this machine (torchrun, trainer=ddp)
 set -euo pipefail
 stage=1
 stop_stage=6
@@ -18,6 +19,7 @@ while [[ $# -gt 0 ]]; do
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
     --experiment) experiment=$2; shift 2 ;;
+    --nproc) nproc=$2; shift 2 ;;
     *) break ;;
   esac
 done
@@ -28,7 +30,14 @@ trap 'echo "== done in ${SECONDS}s"' EXIT
 
 if run_stage 1; then echo "== stage 1: prepare"; recog-prepare "${args[@]}"; fi
 if run_stage 2; then echo "== stage 2: features"; recog-features "${args[@]}"; fi
-if run_stage 3; then echo "== stage 3: train"; recog-train "${args[@]}"; fi
+if run_stage 3; then
+  echo "== stage 3: train"
+  if [[ ${nproc:-1} -gt 1 ]]; then
+    torchrun --standalone --nproc-per-node="$nproc" --no-python recog-train trainer=ddp "${args[@]}"
+  else
+    recog-train "${args[@]}"
+  fi
+fi
 if run_stage 4; then echo "== stage 4: decode"; recog-decode "${args[@]}"; fi
 if run_stage 5; then
   echo "== stage 5: score"

@@ -1,4 +1,5 @@
-"""Datasets over the feature cache and length-bucketed batches (little padding per batch)."""
+"""Datasets over the feature cache and length-bucketed batches (little padding per batch),
+split across processes and accumulation steps for distributed training."""
 
 from __future__ import annotations
 
@@ -46,6 +47,15 @@ class Batch:
     def frames(self) -> int:
         return int(self.lengths.sum())
 
+    @property
+    def padded_frames(self) -> int:
+        return int(self.feats.shape[0] * self.feats.shape[1])
+
+    def pin_memory(self) -> Batch:
+        """A copy in page-locked memory, so that copies to the GPU can be asynchronous."""
+        return Batch(self.indices, self.feats.pin_memory(), self.lengths.pin_memory(),
+                     self.targets.pin_memory(), self.target_lengths.pin_memory())
+
 
 def collate(dataset: CTCDataset, indices: Sequence[int]) -> Batch:
     """Pad the features of ``indices`` into one batch and concatenate their targets."""
@@ -84,6 +94,51 @@ def bucket_batches(lengths: Sequence[int], max_frames: int, max_utts: int = 64,
     return batches
 
 
+def shard(batch: Sequence[int], parts: int, part: int) -> list[int]:
+    """Part ``part`` of ``parts`` of a length-sorted batch: every ``parts``-th utterance, so
+    that all parts have similar lengths and sizes and together hold the batch exactly once."""
+    return list(batch[part::parts])
+
+
+def rank_batches(batches: Sequence[Sequence[int]], rank: int, world_size: int,
+                 accumulate: int = 1) -> list[list[list[int]]]:
+    """This rank's micro-batches of every optimiser step: step ``s``'s batch is split into
+    ``world_size * accumulate`` parts and rank ``r`` gets parts ``r, r + world_size, ...``.
+    The union over ranks and micro-batches of one step is that step's batch (a part may be
+    empty when the batch has fewer utterances than parts)."""
+    parts = world_size * accumulate
+    return [[shard(b, parts, a * world_size + rank) for a in range(accumulate)]
+            for b in batches]
+
+
 def iterate(dataset: CTCDataset, batches: Sequence[Sequence[int]]) -> Iterator[Batch]:
     for indices in batches:
         yield collate(dataset, indices)
+
+
+class _Collated(torch.utils.data.Dataset):
+    """Item i is the collated batch ``batches[i]`` (for DataLoader workers)."""
+
+    def __init__(self, dataset: CTCDataset, batches: Sequence[Sequence[int]]):
+        self.dataset, self.batches = dataset, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Batch:
+        return collate(self.dataset, self.batches[i])
+
+
+def load(dataset: CTCDataset, batches: Sequence[Sequence[int]], workers: int = 0,
+         pin_memory: bool = False) -> Iterator[Batch]:
+    """Collated batches in order: in this process, or prefetched by ``workers`` DataLoader
+    processes (which read the memory-mapped cache themselves); pinned for a GPU if asked."""
+    if workers <= 0:
+        for batch in iterate(dataset, batches):
+            yield batch.pin_memory() if pin_memory else batch
+        return
+    loader = torch.utils.data.DataLoader(
+        _Collated(dataset, batches), batch_size=None, shuffle=False, num_workers=workers,
+        pin_memory=pin_memory, prefetch_factor=4,
+        generator=torch.Generator().manual_seed(0))  # leaves the global RNG stream alone
+    yield from loader

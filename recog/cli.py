@@ -7,6 +7,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from recog import pipeline
 from recog.config import Config, register
 from recog.data.utterance import DataError, atomic_write_text
+from recog.distributed import DistributedError, env_world
 from recog.lockfile import LockedError, exp_lock
+from recog.train import BatchTooLarge, Interrupted
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 register()
@@ -27,11 +30,14 @@ def _typed(cfg: DictConfig) -> Config:
 
 
 def _logging(log_file: Path | None = None) -> None:
+    """Log to stdout (and ``log_file``); under torchrun only rank 0 logs below warnings."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
-    if log_file is not None:
+    main = env_world().is_main
+    if log_file is not None and main:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file))
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=handlers, force=True)
+    logging.basicConfig(level=logging.INFO if main else logging.WARNING, format="%(message)s",
+                        handlers=handlers, force=True)
 
 
 def _verb(fn: Callable[[DictConfig], None]) -> Callable[[], None]:
@@ -45,6 +51,9 @@ def _verb(fn: Callable[[DictConfig], None]) -> Callable[[], None]:
         except (DataError, LockedError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except (Interrupted, DistributedError, BatchTooLarge) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(128 + e.signum if isinstance(e, Interrupted) else 1)
 
     return main
 
@@ -77,11 +86,14 @@ def train(cfg: DictConfig) -> None:
     exp_dir = Path(c.exp_dir)
     _logging(exp_dir / "train.log")
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    with exp_lock(exp_dir, "recog-train"):  # before config.yaml: one writer per folder
-        atomic_write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    main = env_world().is_main  # under torchrun rank 0 alone holds the lock and writes
+    with exp_lock(exp_dir, "recog-train") if main else nullcontext():  # before config.yaml
+        if main:
+            atomic_write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         result = pipeline.train(c, resolved)
-    print(f"best dev error rate: {result['best_dev_error_rate']:.2f} % "
-          f"(checkpoint {exp_dir / 'best.pt'})")
+    if main:
+        print(f"best dev error rate: {result['best_dev_error_rate']:.2f} % "
+              f"(checkpoint {exp_dir / 'best.pt'})")
 
 
 @_verb

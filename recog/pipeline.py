@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from recog import distributed
 from recog.batching import CTCDataset
 from recog.config import Config
 from recog.data import iamondb, manifest, timit
@@ -255,9 +257,15 @@ ModelInit = Callable[[Vocabulary, FeatureCache], tuple[CTCModel, "torch.optim.Op
 
 def train(cfg: Config, config_dict: dict, init: ModelInit | None = None) -> dict:
     """Train a model on the corpus's train split, selecting on its dev split; ``init`` gives
-    the starting model and optimiser instead of a fresh model (fine-tuning)."""
-    with exp_lock(cfg.exp_dir, "recog-train"):
-        return _train(cfg, config_dict, init)
+    the starting model and optimiser instead of a fresh model (fine-tuning). Under torchrun
+    every process of the group runs this, rank 0 holding the lock and building the caches."""
+    main = distributed.env_world().is_main
+    with exp_lock(cfg.exp_dir, "recog-train") if main else nullcontext():
+        distributed.init(cfg.trainer.device, cfg.trainer.backend, cfg.trainer.dist_timeout_s)
+        try:
+            return _train(cfg, config_dict, init)
+        finally:
+            distributed.shutdown()
 
 
 def _train(cfg: Config, config_dict: dict, init: ModelInit | None) -> dict:
@@ -268,18 +276,19 @@ def _train(cfg: Config, config_dict: dict, init: ModelInit | None) -> dict:
     torch.manual_seed(cfg.trainer.seed)
     train_split, dev_split = cfg.corpus.train_split, cfg.corpus.dev_split
     vocab = task.vocabulary(load_split(cfg, train_split))
-    train_cache = features(cfg, train_split)
-    optimizer = None
-    if init is None:
-        model = CTCModel(train_cache.dim, len(vocab), cfg.model)
-        mean, std = feature_stats(train_cache)
-        model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
-    else:
-        model, optimizer = init(vocab, train_cache)
-    rejections = Rejections(cfg.data.skip_bad)
-    budget = cfg.trainer.batch_frames
-    train_set, _ = dataset(cfg, train_split, vocab, model, rejections, budget)
-    dev_set, _ = dataset(cfg, dev_split, vocab, model, rejections, budget)
+    with distributed.main_first():  # one process builds the caches, the others read them
+        train_cache = features(cfg, train_split)
+        optimizer = None
+        if init is None:
+            model = CTCModel(train_cache.dim, len(vocab), cfg.model)
+            mean, std = feature_stats(train_cache)
+            model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+        else:
+            model, optimizer = init(vocab, train_cache)
+        rejections = Rejections(cfg.data.skip_bad)
+        budget = cfg.trainer.batch_frames
+        train_set, _ = dataset(cfg, train_split, vocab, model, rejections, budget)
+        dev_set, _ = dataset(cfg, dev_split, vocab, model, rejections, budget)
     skipped = [e.as_dict() for e in rejections.items]
     for e in rejections.items:
         log.warning("skipped: %s", e)

@@ -1,6 +1,6 @@
 """The training loop: CTC loss, optimiser, schedule, clipping, weight noise, early stopping,
-atomic checkpoints and resume. It knows nothing of audio or ink: scoring goes through the
-``normalize`` function it is given."""
+mixed precision, DDP, atomic checkpoints, mid-epoch resume and stopping on signals. It knows
+nothing of audio or ink: scoring goes through the ``normalize`` function it is given."""
 
 from __future__ import annotations
 
@@ -8,18 +8,29 @@ import json
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recog.batching import Batch, CTCDataset, bucket_batches, iterate
+from recog.batching import Batch, CTCDataset, bucket_batches, iterate, load, rank_batches
 from recog.data.utterance import atomic_write_text
 from recog.decode.greedy import greedy_decode
+from recog.distributed import (
+    all_sum,
+    broadcast,
+    current_world,
+    gather,
+    peer_failures,
+    process_device,
+)
 from recog.features.cache import Progress
 from recog.metrics import error_count
 from recog.models.checkpoint import save_checkpoint
@@ -45,24 +56,65 @@ class OptimOptions:
 
 @dataclass
 class TrainerOptions:
-    """The ``trainer`` config group: epochs, batching, device, seed, stopping."""
+    """The ``trainer`` config group: epochs, batching, device, precision, processes, seed,
+    checkpoints, stopping. A step's batch (``batch_frames``, ``max_batch_utts``) is global:
+    the union of every process's micro-batches, so the updates do not depend on how many
+    processes or accumulation steps share it."""
 
     epochs: int = 20
     early_stop: int = 4  # stop after this many epochs without a better dev error rate
-    batch_frames: int = 12000  # padded input frames per batch
-    max_batch_utts: int = 64
+    batch_frames: int = 12000  # padded input frames per optimiser step (all processes)
+    max_batch_utts: int = 64  # utterances per optimiser step (all processes)
+    accumulate: int = 1  # micro-batches per step and process: less memory, same update
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # cpu | cuda (under torchrun: each process's own GPU)
+    precision: str = "fp32"  # fp32 | bf16: autocast of the model; the CTC loss stays float32
+    loader_workers: int = 0  # DataLoader processes collating batches (0: in this process)
     num_threads: int = 0  # torch intra-op threads; 0 = torch's default
     max_bad_steps: int = 20  # consecutive non-finite losses before giving up
     resume: bool = True  # continue from last.pt when the experiment folder has one
+    checkpoint_every: int = 200  # also write last.pt every this many steps (0: epoch ends)
+    backend: str = "auto"  # torch.distributed under torchrun: auto = nccl on GPU, gloo on CPU
+    dist_timeout_s: float = 600.0  # rendezvous and collective timeout under torchrun
     progress: bool = True
+
+
+class Interrupted(RuntimeError):
+    """SIGINT or SIGTERM arrived: the step was finished and last.pt written."""
+
+    def __init__(self, signum: int, path: Path, epoch: int, step: int):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} at epoch {epoch}, step "
+                         f"{step}; {path} holds that position: run the same command again "
+                         "to resume")
+
+
+class BatchTooLarge(MemoryError):
+    """A training step ran out of memory; says which utterances were in the batch."""
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Every random generator the loop draws from (dropout, weight noise, shuffles)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    if "python" in state:
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def make_optimizer(model: torch.nn.Module, opts: OptimOptions, params: Iterable | None = None
@@ -77,14 +129,46 @@ def make_optimizer(model: torch.nn.Module, opts: OptimOptions, params: Iterable 
     raise ValueError(f"unknown optim.name {opts.name!r} (adam or sgd)")
 
 
-def ctc_loss(model: CTCModel, batch: Batch, device: torch.device
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Summed CTC loss of a batch, with the log-probs and output lengths it came from."""
-    log_probs, out_lens = model(batch.feats.to(device), batch.lengths.to(device))
-    loss = F.ctc_loss(log_probs.transpose(0, 1), batch.targets.to(device), out_lens,
-                      batch.target_lengths.to(device), blank=0, reduction="sum",
-                      zero_infinity=False)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def ctc_loss(model: torch.nn.Module, batch: Batch, device: torch.device,
+             precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed CTC loss of a batch, with the log-probs and output lengths it came from.
+
+    With ``precision="bf16"`` the model runs under autocast and the loss in float32. Lengths
+    stay on the CPU (packing needs them there), everything else is copied without blocking.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown trainer.precision {precision!r}; known: {sorted(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    feats = batch.feats.to(device, non_blocking=True)
+    targets = batch.targets.to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        log_probs, out_lens = model(feats, batch.lengths)
+    log_probs = log_probs.float()
+    loss = F.ctc_loss(log_probs.transpose(0, 1), targets, out_lens, batch.target_lengths,
+                      blank=0, reduction="sum", zero_infinity=False)
     return loss, log_probs, out_lens
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and ("out of memory" in str(e)
+                                         or "can't allocate memory" in str(e)))
+
+
+def _oom_message(batch: Batch, dataset: CTCDataset, device: torch.device, opts: TrainerOptions
+                 ) -> str:
+    """Which utterances (longest first) made a step run out of memory, and what to try."""
+    order = sorted(range(len(batch.indices)), key=lambda r: -int(batch.lengths[r]))
+    utts = ", ".join(f"{dataset.ids[batch.indices[r]]} ({int(batch.lengths[r])} frames)"
+                     for r in order[:10])
+    more = f" and {len(order) - 10} more" if len(order) > 10 else ""
+    return (f"out of memory on {device} in a training step of {len(order)} utterance(s) "
+            f"padded to {batch.feats.shape[1]} frames: {utts}{more}; lower "
+            f"trainer.batch_frames (now {opts.batch_frames}), raise trainer.accumulate "
+            f"(now {opts.accumulate}), or leave out utterances this long")
 
 
 @torch.no_grad()
@@ -137,6 +221,51 @@ class _WeightNoise:
             self.saved = []
 
 
+class _StopSignals:
+    """Turns SIGINT/SIGTERM into a flag checked after each step (a second SIGINT aborts)."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self.previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("%s: finishing this step, then writing last.pt",
+                    signal.Signals(signum).name)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class _EpochStats:
+    """Running sums of one epoch (over every process once summed)."""
+
+    loss: float = 0.0
+    utts: float = 0.0
+    frames: float = 0.0
+    padded: float = 0.0
+    skipped: int = 0
+    grad_norm: float = 0.0
+    seconds: float = 0.0
+
+    def summed(self, device: torch.device) -> _EpochStats:
+        """Totals over the processes (skips and norms are the same on every process)."""
+        loss, utts, frames, padded = all_sum([self.loss, self.utts, self.frames, self.padded],
+                                             device)
+        return _EpochStats(loss, utts, frames, padded, self.skipped, self.grad_norm,
+                           self.seconds)
+
+
 def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCDataset,
         optim: OptimOptions, trainer: TrainerOptions, exp_dir: str | Path, config: dict,
         normalize: Callable[[Sequence[str]], Sequence[str]] = tuple,
@@ -144,95 +273,188 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
     """Train until ``opts.epochs`` or early stopping; write best.pt/last.pt; return history.
 
     ``best.pt`` is chosen on the dev error rate only. With ``trainer.resume`` and an existing
-    ``last.pt`` training continues from it (model, optimiser, schedule, RNG, history).
+    ``last.pt`` training continues from it (model, optimiser, schedule, RNG states, history,
+    and the position within the epoch). Inside a torch.distributed process group (torchrun)
+    each process trains on its share of every step's batch and rank 0 evaluates and writes.
     ``optimizer`` replaces the configured one (fine-tuning: param groups, frozen layers).
     """
     exp_dir, opts = Path(exp_dir), trainer
-    device = torch.device(opts.device)
+    world = current_world()
+    device = process_device(opts.device, world)
+    if opts.accumulate < 1:
+        raise ValueError(f"trainer.accumulate must be >= 1, not {opts.accumulate}")
     model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.enabled = True  # the fused cuDNN LSTM kernels
+        if isinstance(model.rnn, torch.nn.LSTM):
+            model.rnn.flatten_parameters()
     optimizer = optimizer or make_optimizer(model, optim)  # fine-tuning passes its own
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=optim.lr_decay, patience=optim.lr_patience)
     history: list[dict] = []
-    best, start_epoch = math.inf, 1
+    best, start_epoch, position, global_step = math.inf, 1, None, 0
     last = exp_dir / "last.pt"
     if opts.resume and last.is_file():
         state = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        if world.rank < len(rngs):
+            set_rng_state(rngs[world.rank])
+        else:  # more processes than the run that wrote last.pt: fresh streams for the new ones
+            seed_everything(opts.seed + 7919 * world.rank + state.get("global_step", 0))
         history, best = state["history"], state["best"]
-        start_epoch = state["epoch"] + 1
-        log.info("resumed from %s at epoch %d (best dev error %.2f %%)", last, start_epoch, best)
+        start_epoch, position = state["epoch"] + 1, state.get("position")
+        global_step = state.get("global_step", 0)
+        where = f", step {position['step']}" if position else ""
+        log.info("resumed from %s at epoch %d%s (best dev error %.2f %%)", last, start_epoch,
+                 where, best)
     else:
-        seed_everything(opts.seed)
+        seed_everything(opts.seed + world.rank)
+    net: torch.nn.Module = model
+    if world.active:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None)
     noise = _WeightNoise(model, optim.weight_noise)
-    board = _tensorboard(exp_dir)
+    board = _tensorboard(exp_dir) if world.is_main else None
+    pin = device.type == "cuda"
     bad_in_a_row = 0
-    for epoch in range(start_epoch, opts.epochs + 1):
-        if _epochs_since_best(history) >= opts.early_stop:
-            log.info("early stop: no better dev error rate for %d epochs", opts.early_stop)
-            break
-        model.train()
-        batches = bucket_batches(train_set.lengths, opts.batch_frames, opts.max_batch_utts,
-                                 shuffle=True, seed=opts.seed * 100003 + epoch)
-        bar = Progress(len(batches), f"epoch {epoch}", opts.progress)
-        loss_sum, utts, frames, skipped, t0 = 0.0, 0, 0, 0, time.monotonic()
-        norm_sum = 0.0
-        for n, batch in enumerate(iterate(train_set, batches), 1):
-            optimizer.zero_grad(set_to_none=True)
-            with noise:
-                loss, _, _ = ctc_loss(model, batch, device)
-                finite = bool(torch.isfinite(loss))
-                if finite:
-                    (loss / len(batch.indices)).backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
-            if not finite or not torch.isfinite(grad_norm):
-                skipped += 1
-                bad_in_a_row += 1
-                if bad_in_a_row >= opts.max_bad_steps:
-                    raise FloatingPointError(
-                        f"{bad_in_a_row} training steps in a row had a non-finite loss or "
-                        "gradient: lower the learning rate, tighten grad_clip, or check the "
-                        "data for utterances whose labels do not fit their frames")
-                continue
-            bad_in_a_row = 0
-            norm_sum += float(grad_norm)
-            optimizer.step()
-            loss_sum += loss.item()
-            utts += len(batch.indices)
-            frames += batch.frames
-            bar.update(n, f"loss {loss_sum / max(utts, 1):.2f}")
-        train_time = time.monotonic() - t0
-        dev_loss, dev_err, _ = evaluate(model, dev_set, vocab, normalize, opts.batch_frames,
-                                        device)
-        scheduler.step(dev_err)
-        record = {
-            "epoch": epoch, "train_loss": loss_sum / max(utts, 1), "dev_loss": dev_loss,
-            "dev_error_rate": dev_err, "frames_per_s": frames / max(train_time, 1e-9),
-            "lr": optimizer.param_groups[0]["lr"], "skipped_steps": skipped,
-            "grad_norm": norm_sum / max(len(batches) - skipped, 1),
-            "seconds": time.monotonic() - t0,
-        }
-        history.append(record)
-        if board is not None:
-            for key in ("train_loss", "dev_loss", "dev_error_rate", "lr", "grad_norm",
-                        "frames_per_s"):
-                board.add_scalar(key, record[key], epoch)
-            board.flush()
-        log.info("epoch %3d | train loss %7.3f | dev loss %7.3f | dev error %6.2f %% | "
-                 "%7.0f frames/s | lr %.2e | %ds%s", epoch, record["train_loss"], dev_loss,
-                 dev_err, record["frames_per_s"], record["lr"], record["seconds"],
-                 f" | {skipped} steps skipped (non-finite)" if skipped else "")
-        if dev_err < best:
-            best = dev_err
-            save_checkpoint(exp_dir / "best.pt", model, vocab, config, epoch=epoch,
-                            dev_error_rate=dev_err)
-        save_checkpoint(last, model, vocab, config, epoch=epoch, best=best, history=history,
-                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        rng={"torch": torch.get_rng_state()})
-        atomic_write_text(exp_dir / "history.json", json.dumps(history, indent=1))
+
+    def save_last(epoch_done: int, pos: dict | None) -> None:
+        rngs = gather(rng_state())  # a collective: every process calls save_last
+        if world.is_main:
+            save_checkpoint(last, model, vocab, config, epoch=epoch_done, best=best,
+                            history=history, optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), rng=rngs, position=pos,
+                            global_step=global_step, world_size=world.size)
+
+    with _StopSignals() as stop, peer_failures("training"):
+        for epoch in range(start_epoch, opts.epochs + 1):
+            if _epochs_since_best(history) >= opts.early_stop:
+                log.info("early stop: no better dev error rate for %d epochs", opts.early_stop)
+                break
+            net.train()
+            batches = bucket_batches(train_set.lengths, opts.batch_frames, opts.max_batch_utts,
+                                     shuffle=True, seed=opts.seed * 100003 + epoch)
+            mine = rank_batches(batches, world.rank, world.size, opts.accumulate)
+            first, stats = 0, _EpochStats()
+            if position is not None and position["epoch"] == epoch:
+                first = position["step"]
+                if world.is_main:  # the sums so far, once
+                    stats = _EpochStats(**position["stats"])
+                else:
+                    stats = _EpochStats(skipped=position["stats"]["skipped"],
+                                        grad_norm=position["stats"]["grad_norm"],
+                                        seconds=position["stats"]["seconds"])
+            position = None
+            # an empty share (a batch with fewer utterances than shares) runs a stand-in
+            # utterance with weight 0, so that every process takes part in every reduction
+            shares = [(part or batches[s][:1], bool(part)) for s in range(first, len(batches))
+                      for part in mine[s]]
+            loader = load(train_set, [p for p, _ in shares], opts.loader_workers, pin)
+            bar = Progress(len(batches), f"epoch {epoch}", opts.progress and world.is_main)
+            t0 = time.monotonic() - stats.seconds
+            for s in range(first, len(batches)):
+                n_utts = len(batches[s])
+                optimizer.zero_grad(set_to_none=True)
+                step = _EpochStats()
+                finite = True
+                with noise:
+                    for a in range(opts.accumulate):
+                        batch = next(loader)
+                        real = shares[(s - first) * opts.accumulate + a][1]
+                        sync = a == opts.accumulate - 1 or not world.active
+                        with nullcontext() if sync else net.no_sync():
+                            try:
+                                loss, _, _ = ctc_loss(net, batch, device, opts.precision)
+                                # DDP averages over processes: each scales its sum by
+                                # processes / utterances, so the update is the batch mean
+                                (loss / (n_utts / world.size) if real else loss * 0.0
+                                 ).backward()
+                            except Exception as e:
+                                if _is_oom(e):
+                                    raise BatchTooLarge(
+                                        _oom_message(batch, train_set, device, opts)) from e
+                                raise
+                        if real:
+                            value = loss.item()
+                            finite = finite and math.isfinite(value)
+                            step.loss += value
+                            step.utts += len(batch.indices)
+                            step.frames += batch.frames
+                            step.padded += batch.padded_frames
+                # one reduction decides for every process: skip the step? stop after it?
+                bad, signalled = all_sum([0.0 if finite else 1.0, float(stop.signum > 0)],
+                                         device)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+                if bad or not torch.isfinite(grad_norm):
+                    stats.skipped += 1
+                    bad_in_a_row += 1
+                    if bad_in_a_row >= opts.max_bad_steps:
+                        raise FloatingPointError(
+                            f"{bad_in_a_row} training steps in a row had a non-finite loss or "
+                            "gradient: lower the learning rate, tighten grad_clip, or check the "
+                            "data for utterances whose labels do not fit their frames")
+                else:
+                    bad_in_a_row = 0
+                    stats.grad_norm += float(grad_norm)
+                    optimizer.step()
+                    stats.loss += step.loss
+                    stats.utts += step.utts
+                    stats.frames += step.frames
+                    stats.padded += step.padded
+                    bar.update(s + 1, f"loss {stats.loss / max(stats.utts, 1):.2f}")
+                global_step += 1
+                if signalled or (opts.checkpoint_every and global_step % opts.checkpoint_every
+                                 == 0 and s + 1 < len(batches)):
+                    stats.seconds = time.monotonic() - t0
+                    summed = stats.summed(device)
+                    save_last(epoch - 1, {"epoch": epoch, "step": s + 1,
+                                          "stats": asdict(summed)})
+                    if signalled:  # perhaps on another process: torchrun passes SIGTERM
+                        raise Interrupted(stop.signum or signal.SIGTERM, last, epoch, s + 1)
+            loader.close()
+            train_time = time.monotonic() - t0
+            total = stats.summed(device)
+            if world.is_main:
+                dev_loss, dev_err, _ = evaluate(model, dev_set, vocab, normalize,
+                                                opts.batch_frames, device)
+            else:
+                dev_loss = dev_err = math.nan
+            dev_loss, dev_err = broadcast((dev_loss, dev_err))
+            scheduler.step(dev_err)
+            record = {
+                "epoch": epoch, "train_loss": total.loss / max(total.utts, 1),
+                "dev_loss": dev_loss, "dev_error_rate": dev_err,
+                "frames_per_s": total.frames / max(train_time, 1e-9),
+                "lr": optimizer.param_groups[0]["lr"], "skipped_steps": total.skipped,
+                "grad_norm": total.grad_norm / max(len(batches) - total.skipped, 1),
+                "padding_fraction": 1 - total.frames / max(total.padded, 1),
+                "processes": world.size, "seconds": time.monotonic() - t0,
+            }
+            history.append(record)
+            if board is not None:
+                for key in ("train_loss", "dev_loss", "dev_error_rate", "lr", "grad_norm",
+                            "frames_per_s"):
+                    board.add_scalar(key, record[key], epoch)
+                board.flush()
+            if world.is_main:
+                log.info("epoch %3d | train loss %7.3f | dev loss %7.3f | dev error %6.2f %% | "
+                         "%7.0f frames/s | lr %.2e | %ds%s", epoch, record["train_loss"],
+                         dev_loss, dev_err, record["frames_per_s"], record["lr"],
+                         record["seconds"], f" | {total.skipped} steps skipped (non-finite)"
+                         if total.skipped else "")
+            if dev_err < best:
+                best = dev_err
+                if world.is_main:
+                    save_checkpoint(exp_dir / "best.pt", model, vocab, config, epoch=epoch,
+                                    dev_error_rate=dev_err)
+            save_last(epoch, None)
+            if world.is_main:
+                atomic_write_text(exp_dir / "history.json", json.dumps(history, indent=1))
+            if stop.signum:  # arrived during the evaluation
+                raise Interrupted(stop.signum, last, epoch + 1, 0)
     return {"history": history, "best_dev_error_rate": best}
 
 

@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from recog.models.cells import PeepholeOptions, StackedRecurrent
 from recog.models.convlstm import ConvLSTMFrontEnd, ConvLSTMOptions
+from recog.models.padded_lstm import lstm_padded
 
 # model.cell -> recurrent stack class; ``lstm`` is nn.LSTM (cuDNN on GPU), the others are the
 # fused cells of recog.models.cells (equations in its docstrings and in the README)
@@ -118,11 +119,13 @@ class CTCModel(nn.Module):
         if self.frontend is not None:
             x = self.frontend(x, lengths)
         x, lengths = stack_frames(x, lengths, self.options.stack)
-        if isinstance(self.rnn, nn.LSTM):
+        if not isinstance(self.rnn, nn.LSTM):  # the fused cells take lengths themselves
+            y = self.rnn(x, lengths)
+        elif x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
+            y = lstm_padded(self.rnn, x, lengths)  # torch's fused CPU kernel (fp32)
+        else:  # packed: cuDNN's own variable-length path on GPUs
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True,
                                           enforce_sorted=False)
             y, _ = self.rnn(packed)
             y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
-        else:
-            y = self.rnn(x, lengths)
         return self.output(self.dropout(y)).log_softmax(dim=-1), lengths

@@ -1,0 +1,123 @@
+"""A killed run loses nothing: SIGKILL or SIGTERM mid-epoch, resume, and the parameters equal
+an uninterrupted run's; an out-of-memory step names its utterances; bf16 autocast runs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from recog import train
+from recog.batching import collate
+from recog.models.ctc import CTCModel, ModelOptions
+from tests.test_ddp import ROOT, _env
+from tests.train_worker import DIM, VOCAB, tiny_corpus
+
+ARGS = ("trainer.epochs=3", "trainer.max_batch_utts=2", "trainer.checkpoint_every=3",
+        "optim.weight_noise=0.01")
+
+
+def _run(data: Path, exp: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.train_worker", str(data), str(exp),
+                             *ARGS, *extra], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The tiny corpus and the parameters of an uninterrupted run (dropout on)."""
+    tmp = tmp_path_factory.mktemp("resume")
+    tiny_corpus(tmp / "data")
+    proc = _run(tmp / "data", tmp / "straight")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    return tmp / "data", torch.load(tmp / "straight/last.pt", weights_only=False)
+
+
+def _stop_mid_epoch(data: Path, exp: Path, sig: int) -> tuple[subprocess.Popen, str]:
+    """Start a (slowed) run, send ``sig`` once its first mid-epoch last.pt exists."""
+    proc = _run(data, exp, "slow=0.03")
+    deadline = time.monotonic() + 120
+    while not (exp / "last.pt").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "no last.pt written"
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc, err
+
+
+def _resume_and_compare(data: Path, exp: Path, reference: dict) -> None:
+    proc = _run(data, exp)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    resumed = torch.load(exp / "last.pt", weights_only=False)
+    assert resumed["epoch"] == reference["epoch"] == 3
+    for key, value in reference["model"].items():
+        assert torch.allclose(value, resumed["model"][key], rtol=0, atol=1e-6), key
+    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx(
+        [h["train_loss"] for h in reference["history"]], rel=1e-6)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGKILL", "SIGTERM", "SIGINT"])
+def test_stopped_and_resumed_run_equals_uninterrupted_run(
+        tmp_path: Path, straight: tuple[Path, dict], sig: int) -> None:
+    data, reference = straight
+    exp = tmp_path / "exp"
+    proc, err = _stop_mid_epoch(data, exp, sig)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:  # the step is finished, last.pt written, and the exit says so
+        assert proc.returncode == 128 + sig, err
+        assert f"stopped by {signal.Signals(sig).name} at epoch 1" in err
+        assert "run the same command again to resume" in err
+    state = torch.load(exp / "last.pt", weights_only=False)
+    assert state["position"] is not None and state["position"]["epoch"] == 1
+    assert 0 < state["position"]["step"] < 12  # mid-epoch (12 steps of 2 utterances)
+    _resume_and_compare(data, exp, reference)
+
+
+def test_out_of_memory_names_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                       ) -> None:
+    train_set, dev_set = tiny_corpus(tmp_path / "data")
+    model = CTCModel(DIM, len(VOCAB), ModelOptions(hidden=4, layers=1))
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(train, "ctc_loss", no_memory)
+    opts = train.TrainerOptions(epochs=1, batch_frames=400, max_batch_utts=4, progress=False)
+    with pytest.raises(train.BatchTooLarge) as info:
+        train.fit(model, VOCAB, train_set, dev_set, train.OptimOptions(), opts,
+                  tmp_path / "exp", {})
+    message = str(info.value)
+    batch = bucket_batches_of(train_set, opts)[0]
+    for i in batch:
+        assert f"{train_set.ids[i]} ({int(train_set.lengths[i])} frames)" in message
+    assert "trainer.batch_frames (now 400)" in message
+
+
+def bucket_batches_of(train_set: object, opts: train.TrainerOptions) -> list[list[int]]:
+    from recog.batching import bucket_batches
+
+    return bucket_batches(train_set.lengths, opts.batch_frames, opts.max_batch_utts,
+                          shuffle=True, seed=opts.seed * 100003 + 1)
+
+
+def test_bf16_autocast_keeps_the_loss_in_float32(tmp_path: Path) -> None:
+    train_set, _ = tiny_corpus(tmp_path / "data")
+    torch.manual_seed(0)
+    model = CTCModel(DIM, len(VOCAB), ModelOptions(hidden=4, layers=1))
+    batch = collate(train_set, [0, 1, 2])
+    loss32, log_probs32, _ = train.ctc_loss(model, batch, torch.device("cpu"))
+    loss16, log_probs16, _ = train.ctc_loss(model, batch, torch.device("cpu"), "bf16")
+    assert loss16.dtype == log_probs16.dtype == torch.float32
+    assert not torch.equal(log_probs16, log_probs32)  # the model did run in bfloat16
+    assert loss16.item() == pytest.approx(loss32.item(), rel=0.05)
+    with pytest.raises(ValueError, match="trainer.precision"):
+        train.ctc_loss(model, batch, torch.device("cpu"), "fp8")
