@@ -137,7 +137,7 @@ def apply_checkpoint_setup(cfg: Config, payload: dict, checkpoint: str | Path,
                             f"the configuration asks for {mine!r}; a fine-tuned model keeps "
                             "its front end (drop the override)")
     features = replace(cfg.features, **{front_end: wanted})
-    return replace(cfg, features=features, model=ModelOptions(**payload["model_options"]))
+    return replace(cfg, features=features, model=ModelOptions.from_dict(payload["model_options"]))
 
 
 def finetune(cfg: Config, opts: FinetuneOptions, overridden: Collection[str] = ()) -> dict:
