@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
         for (name, _), n in zip(EXPERIMENTS.items(), utts, strict=True):
             model_opts, optim, batch = experiment(name)
             if args.quick:  # the smoke test checks the program, not a speed: a tiny model
-                model_opts = ModelOptions.from_dict({**model_opts.as_dict(), "hidden": 16, "layers": 2})
+                model_opts = ModelOptions.from_dict(
+                    {**model_opts.as_dict(), "hidden": 16, "layers": 2})
             data = corpus(None if args.quick else args.cache, n, Path(tmp) / name,
                           short=args.quick)
             dev = CTCDataset(data.cache.subset([0]), data.targets[:1])
