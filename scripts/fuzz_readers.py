@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recog.data import iamondb, timit  # noqa: E402
+from recog.data import iamondb, manifest, timit  # noqa: E402
 from recog.data.utterance import DataError, Utterance, read_jsonl, write_jsonl  # noqa: E402
 from recog.features.audio import AudioFeatureOptions  # noqa: E402
 from recog.features.cache import _checked_features  # noqa: E402
@@ -163,6 +163,43 @@ def jsonl_targets(root: Path) -> list[Target]:
                    lambda: read_jsonl(path))]
 
 
+def manifest_targets(root: Path) -> list[Target]:
+    """The bring-your-own-data readers: a JSONL manifest over a WAV file, a Kaldi data
+    directory's text and segments, and a JSON stroke file (then its pen features)."""
+    import numpy as np
+    import soundfile as sf
+
+    folder = root / "manifest"
+    (folder / "kaldi").mkdir(parents=True)
+    wav = folder / "a.wav"
+    sf.write(wav, 0.3 * np.sin(np.arange(8000) / 5.0), 16000, subtype="PCM_16")
+    tok = manifest.Tokenizer("phones")
+    jsonl = folder / "train.jsonl"
+    jsonl.write_text("".join(json.dumps({
+        "id": f"s{i}_u{i}", "source": "a.wav", "speaker": f"s{i}", "text": "sil ah b sil",
+        "offset": 0.1 * i, "duration": 0.2}) + "\n" for i in range(3)))
+    kaldi = folder / "kaldi"
+    (kaldi / "wav.scp").write_text(f"rec1 {wav}\n")
+    (kaldi / "text").write_text("u1 sil ah b\nu2 b ah sil\n")
+    (kaldi / "utt2spk").write_text("u1 s1\nu2 s1\n")
+    (kaldi / "segments").write_text("u1 rec1 0.0 0.2\nu2 rec1 0.2 0.45\n")
+    strokes = folder / "line.json"
+    strokes.write_text(json.dumps({"strokes": [[[0, 0, 0], [1, 2, 0.01], [2, 3, 0.02]],
+                                               [[5, 5, 0.1], [6, 4, 0.11], [7, 4, 0.12]]]}))
+    task = InkTask(PenFeatureOptions())
+    return [
+        Target("manifest JSONL", jsonl, [jsonl.read_bytes()],
+               lambda: manifest.read_manifest(jsonl, tok)),
+        Target("kaldi dir text", kaldi / "text", [(kaldi / "text").read_bytes()],
+               lambda: manifest.read_kaldi_dir(kaldi, tok)),
+        Target("kaldi dir segments", kaldi / "segments", [(kaldi / "segments").read_bytes()],
+               lambda: manifest.read_kaldi_dir(kaldi, tok)),
+        Target("JSON strokes", strokes, [strokes.read_bytes()],
+               lambda: _checked_features(Utterance("line", "w", str(strokes), ("a",)),
+                                         task.extract, None)),
+    ]
+
+
 class Hang(Exception):
     """An input took longer than the per-input timeout."""
 
@@ -228,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="recog-fuzz-") as tmp:
         root = Path(tmp)
-        targets = timit_targets(root) + iamondb_targets(root) + jsonl_targets(root)
+        targets = (timit_targets(root) + iamondb_targets(root) + jsonl_targets(root)
+                   + manifest_targets(root))
         for t in targets:  # the seeds themselves must be clean
             t.run()
         for t in targets:

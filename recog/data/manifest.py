@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +92,16 @@ def _segment(d: dict, path: Path, line: int) -> dict:
     return out
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file; a line that is not UTF-8 is an error."""
+    for n, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            yield n, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(path, f"not UTF-8 text (byte {raw[e.start]:#04x} at column "
+                            f"{e.start + 1})", n) from None
+
+
 def read_manifest(path: str | Path, tokenizer: Tokenizer, modality: str = "speech"
                   ) -> list[Utterance]:
     """The utterances of a JSONL manifest; a bad line is an error naming file and line."""
@@ -99,7 +109,7 @@ def read_manifest(path: str | Path, tokenizer: Tokenizer, modality: str = "speec
     if not path.is_file():
         raise DataError(path, "no such manifest file")
     out, seen = [], set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in _lines(path):
         if not line.strip():
             continue
         try:
@@ -132,7 +142,7 @@ def _kaldi_table(path: Path, min_fields: int) -> dict[str, tuple[list[str], int]
     if not path.is_file():
         raise DataError(path, "missing file of the Kaldi data directory")
     table: dict[str, tuple[list[str], int]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in _lines(path):
         fields = line.split()
         if not fields:
             continue
@@ -164,13 +174,16 @@ def read_kaldi_dir(folder: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
         if segments is not None:
             if uid not in segments:
                 raise DataError(folder / "segments", f"no segment for utterance {uid!r}")
-            (rec, start, end), seg_line = segments[uid]
+            fields, seg_line = segments[uid]
             try:
-                t0, t1 = float(start), float(end)
+                rec, t0, t1 = fields[0], float(fields[1]), float(fields[2])
             except ValueError:
                 raise DataError(folder / "segments", "start and end must be seconds",
                                 seg_line) from None
-            if not 0 <= t0 < t1:
+            if len(fields) != 3:
+                raise DataError(folder / "segments", "expected: utterance recording start end",
+                                seg_line)
+            if not (0 <= t0 < t1 and math.isfinite(t1)):
                 raise DataError(folder / "segments", f"bad segment {t0}..{t1}", seg_line)
             extra = {"offset": t0, "duration": t1 - t0}
         else:
