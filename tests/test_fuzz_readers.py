@@ -32,7 +32,8 @@ def test_quick_run_tries_every_reader(tmp_path: Path) -> None:
     counts = json.loads(out.read_text())
     assert set(counts["readers"]) == {
         "timit .WAV", "timit .PHN", "timit .WRD", "timit .TXT", "iamondb line XML",
-        "iamondb ascii", "iamondb split file", "prepared split JSONL"}
+        "iamondb ascii", "iamondb split file", "prepared split JSONL", "manifest JSONL",
+        "kaldi dir text", "kaldi dir segments", "JSON strokes"}
     for name, c in counts["readers"].items():
         assert c["tried"] > 0 and c["tried"] == c["clean"] + c["data_error"], name
     assert "total" in run.stdout and counts["failures"] == []
