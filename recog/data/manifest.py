@@ -43,8 +43,10 @@ class Tokenizer:
     def __call__(self, text: str | Sequence[str], path: Path, line: int) -> tuple[str, ...]:
         if isinstance(text, str):
             tokens = tuple(" ".join(text.split())) if self.kind == "chars" else tuple(text.split())
+        elif isinstance(text, list) and all(isinstance(t, str) for t in text):
+            tokens = tuple(text)
         else:
-            tokens = tuple(str(t) for t in text)
+            raise DataError(path, "text must be a string and tokens a list of strings", line)
         if self.kind == "list":
             known = set(self.token_list)
             unknown = sorted({t for t in tokens if t not in known})
