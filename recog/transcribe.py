@@ -19,7 +19,6 @@ from recog.config import Config
 from recog.data.utterance import DataError, Utterance
 from recog.decode.decoder import DecodeOptions
 from recog.decode.decoder import make_decoder as make_search
-from recog.decode.greedy import greedy_decode
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel
 from recog.tasks import InkTask, SpeechTask, Task
@@ -43,9 +42,8 @@ class TranscribeOptions:
 
 def make_decoder(opts: TranscribeOptions, tokens: Sequence[str]) -> Decoder:
     """The one place where the decoder is chosen: log-probs and lengths -> token ids."""
-    if opts.beam <= 1 and opts.lm is None:
-        return greedy_decode
-    return make_search(DecodeOptions(method="beam", beam=max(opts.beam, 1), lm=opts.lm or "",
+    method = "greedy" if opts.beam <= 1 and opts.lm is None else "beam"
+    return make_search(DecodeOptions(method=method, beam=max(opts.beam, 1), lm=opts.lm or "",
                                      lm_weight=opts.lm_weight,
                                      insertion_bonus=opts.insertion_bonus), tokens)
 
