@@ -22,15 +22,9 @@ from torch import nn
 from recog.data.utterance import atomic_write_text
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel
+from recog.models.padded_lstm import reversal_index
 
 FORMATS = ("torchscript", "onnx")
-
-
-def _reverse_index(lengths: torch.Tensor, t: int) -> torch.Tensor:
-    """(B, T) index that reverses each row's first ``lengths[b]`` frames, keeping padding."""
-    frame = torch.arange(t, device=lengths.device)[None, :]
-    mirrored = lengths[:, None] - 1 - frame
-    return torch.where(frame < lengths[:, None], mirrored, frame)
 
 
 class _Direction(nn.Module):
@@ -92,7 +86,7 @@ class ExportableCTC(nn.Module):
         x = torch.nn.functional.pad(x, (0, 0, 0, pad))
         x = x.reshape(b, (t + pad) // k, k * d)
         lengths = torch.div(lengths + k - 1, k, rounding_mode="floor")
-        index = _reverse_index(lengths, x.shape[1])
+        index = reversal_index(lengths, x.shape[1])
         for layer in self.layers:
             x = layer(x, index)
         return self.output(x).log_softmax(dim=-1), lengths

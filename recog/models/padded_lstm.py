@@ -12,9 +12,9 @@ from torch import nn
 def reversal_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     """(B, T) index that reverses each row within its length and leaves padding in place;
     applying it twice is the identity."""
-    t = torch.arange(steps)
-    rev = lengths.to("cpu")[:, None] - 1 - t[None, :]
-    return torch.where(rev >= 0, rev, t[None, :])
+    frame = torch.arange(steps, device=lengths.device)[None, :]
+    mirrored = lengths[:, None] - 1 - frame
+    return torch.where(frame < lengths[:, None], mirrored, frame)
 
 
 def lstm_padded(rnn: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,7 @@ def lstm_padded(rnn: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.T
     if not rnn.batch_first or rnn.proj_size:
         raise ValueError("lstm_padded needs a batch_first nn.LSTM without projections")
     b, steps, _ = x.shape
-    index = reversal_index(lengths, steps).to(x.device)[..., None]
+    index = reversal_index(lengths.to(x.device), steps)[..., None]
     zeros = x.new_zeros(1, b, rnn.hidden_size)
     names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if rnn.bias else ("weight_ih",
                                                                                "weight_hh")
