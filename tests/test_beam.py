@@ -122,11 +122,31 @@ def test_nan_in_padding_is_ignored() -> None:
     assert len(prefix_beam_search(lp, torch.tensor([4, 3]))) == 2
 
 
-def test_trying_k_plus_one_tokens_per_frame_is_exact_without_lm() -> None:
-    lp = _random_log_probs(9, 6, 30, 20, sharp=1.5)
+@pytest.mark.parametrize("beam,sharp", [(4, 1.5), (16, 1.0), (16, 3.0), (7, 0.5)])
+def test_trying_fewer_extensions_without_lm_is_exact(beam: int, sharp: float) -> None:
+    # without LM the search tries the pairs (hypothesis i, its r-th token) with
+    # (i + 1) * r <= beam only; a one-state LM of log-probability 0 changes no score but
+    # makes it try every pair, so the two must agree
+    lp = _random_log_probs(9, 6, 30, 20, sharp=sharp)
     lengths = torch.tensor([30, 25, 30, 10, 30, 1])
-    cut = prefix_beam_search(lp, lengths, BeamOptions(beam=4, nbest=4))  # 5 tokens tried
-    full = prefix_beam_search(lp, lengths, BeamOptions(beam=4, nbest=4, beam_token=19))
+    null_lm = TokenAutomaton(torch.zeros(1, 20, dtype=torch.long), torch.zeros(1, 20),
+                             torch.zeros(1), 0)
+    opts = BeamOptions(beam=beam, nbest=beam, blank_skip=1.0)
+    cut = prefix_beam_search(lp, lengths, opts)
+    full = prefix_beam_search(lp, lengths, opts, lm=null_lm)
     for a, b in zip(cut, full, strict=True):
         assert [h.tokens for h in a] == [h.tokens for h in b]
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+
+
+def test_scores_do_not_depend_on_the_other_utterances_of_the_batch() -> None:
+    # a short utterance ending in skipped blank frames scores the same alone and beside a
+    # longer one (its skipped tail was once counted twice in a batch)
+    lp = _random_log_probs(11, 2, 12, 5, sharp=1.0)
+    lp[1, 6:9] = torch.tensor([4.0, 0, 0, 0, 0], dtype=torch.float64).log_softmax(-1)
+    lengths = torch.tensor([12, 9])
+    opts = BeamOptions(beam=8, nbest=3, blank_skip=0.5)
+    both = prefix_beam_search(lp, lengths, opts)[1]
+    alone = prefix_beam_search(lp[1:, :9], lengths[1:], opts)[0]
+    assert [h.tokens for h in both] == [h.tokens for h in alone]
+    assert [h.score for h in both] == pytest.approx([h.score for h in alone], abs=1e-5)

@@ -6,7 +6,9 @@ Each hypothesis is a label prefix with its blank-ending and non-blank-ending log
 of the prefix and merged. Optional token-level n-gram shallow fusion (weight ``lm_weight``,
 bonus ``insertion_bonus`` per token) and a lexicon automaton act through two tables indexed
 by a per-hypothesis state. Frames where the blank's probability exceeds ``blank_skip`` are
-dropped beforehand (their blank mass is kept), which is where most of the speed comes from.
+dropped beforehand (their blank mass is kept), and without LM, lexicon or bonus only the
+extensions that can still reach the beam are scored (``_Pairs``); both keep the search exact
+up to the skipped frames' non-blank mass.
 """
 
 from __future__ import annotations
@@ -68,16 +70,19 @@ def check_inputs(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
 
 def _skip_blank_frames(lp: torch.Tensor, lengths: torch.Tensor, threshold: float
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pack the frames to keep to the left. Returns the packed log-probs (B, T', V), kept
-    counts (B,), and per packed position (B, T'+1) the blank log-mass of the frames skipped
-    just before it and whether any were (the last column: skipped after the last kept)."""
+    """Pack the frames to keep to the left, and fill the rest with pure-blank frames (which
+    leave every prefix's probability as it is). Returns the packed log-probs (B, T', V),
+    kept counts (B,), and per packed position (B, T'+1) the blank log-mass of the frames
+    skipped just before it and whether any were (the last column: skipped after the last
+    kept frame of the longest rows)."""
     b, t, _ = lp.shape
     frames = torch.arange(t, device=lp.device)[None, :] < lengths[:, None]
     keep = frames & (lp[..., 0] <= math.log(threshold)) if threshold < 1 else frames
     kept = keep.sum(1)
     width = int(kept.max()) if b else 0
     pos = keep.cumsum(1) - 1  # packed position of each kept frame
-    packed = lp.new_zeros(b, width, lp.shape[2])
+    packed = torch.full((b, width, lp.shape[2]), NEG_INF, device=lp.device)
+    packed[..., 0] = 0.0
     rows, cols = keep.nonzero(as_tuple=True)
     packed[rows, pos[rows, cols]] = lp[rows, cols]
     skipped = frames & ~keep
@@ -86,6 +91,49 @@ def _skip_blank_frames(lp: torch.Tensor, lengths: torch.Tensor, threshold: float
         skipped, lp[..., 0], torch.zeros_like(lp[..., 0])))
     skip_any = lp.new_zeros(b, width + 1).scatter_add_(1, seg, skipped.to(lp.dtype)) > 0
     return packed, kept, skip_mass, skip_any
+
+
+class _Pairs:
+    """The extensions tried per frame: pairs (hypothesis i, i's r-th candidate token).
+
+    With ``cut``, the beam is sorted by probability (no LM, lexicon or bonus), and (i, r)
+    has at least (i + 1) * r - 1 other candidates at least as good: only each prefix's
+    repeat of its last token (which extends its blank-ending part) may score lower, and an
+    extension merged into a hypothesis is replaced by that hypothesis's stay. So pairs with
+    (i + 1) * r <= K hold every one that can reach the beam: 66 of 272 at K = 16.
+    Candidates are laid out as [P pairs, K stays, a column for writes with no place]."""
+
+    def __init__(self, k: int, m: int, bsz: int, cut: bool, dev: torch.device):
+        pairs = [(i, r) for i in range(k) for r in range(m) if not cut or (i + 1) * r <= k]
+        self.n, self.k, self.m, self.bsz = len(pairs), k, m, bsz
+        self.full = self.n == k * m  # then (B, K, M) broadcasting beats indexing
+        hyp = torch.tensor([i for i, _ in pairs] + list(range(k)))
+        rank = torch.tensor([r for _, r in pairs] + [m] * k)  # a stay's rank: m
+        at = torch.full((k, m + 1), self.n + k, dtype=torch.long)
+        at[hyp[:self.n], rank[:self.n]] = torch.arange(self.n)
+        # column of pair (i, r): at[:, i * (m + 1) + r] (r = m: none, the spare column)
+        self.at = at.to(dev).view(1, -1).expand(bsz, -1)
+        self.at_hyp = torch.arange(0, k * (m + 1), m + 1, device=dev)
+        self.hyp = hyp.to(dev).expand(bsz, -1)  # per candidate column
+        self.rank = rank.to(dev).expand(bsz, -1)
+        self.hyp_idx, self.rank_idx = self.hyp[0, :self.n], self.rank[0, :self.n]
+
+    def column(self, hyp: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+        """Candidate column of pair (hyp, rank), (B, K) each; the spare one if untried."""
+        return self.at.gather(1, hyp * (self.m + 1) + rank)
+
+    def by_hyp(self, a: torch.Tensor) -> torch.Tensor:
+        """A per-hypothesis (B, K) tensor, spread over the pairs (with ``by_tok``)."""
+        return a[:, :, None] if self.full else a.index_select(1, self.hyp_idx)
+
+    def by_tok(self, a: torch.Tensor) -> torch.Tensor:
+        """A per-candidate-token (B, M) tensor, spread over the pairs."""
+        return a[:, None, :self.m] if self.full else a.index_select(1, self.rank_idx)
+
+    def spread(self, a: torch.Tensor) -> torch.Tensor:
+        """A by_hyp/by_tok expression as (B, P)."""
+        return a.expand(self.bsz, self.k, self.m).reshape(self.bsz, self.n) if self.full \
+            else a
 
 
 def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
@@ -113,128 +161,116 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
     packed, kept, skip_mass, skip_any = _skip_blank_frames(lp, lengths, options.blank_skip)
     k = options.beam
     alpha, beta = options.lm_weight, options.insertion_bonus
-    inf = torch.tensor(NEG_INF, device=dev)
-    ar_b = torch.arange(bsz, device=dev)
+    width = packed.shape[1]
+    exact_cut = lm is None and lexicon is None and not beta
+    # tokens tried per frame, the m most likely ones (with the blank's column at m)
+    m = vsz - 1
+    if options.beam_token:
+        m = min(m, options.beam_token)
+    elif exact_cut:
+        m = min(m, k + 1)
+    cand_x, cand_tok = packed[..., 1:].topk(m, dim=2)
+    cand_tok = torch.cat([cand_tok + 1, cand_tok.new_zeros(bsz, width, 1)], 2)
+    cand_pos = torch.full((bsz, width, vsz), m, dtype=torch.long, device=dev).scatter_(
+        2, cand_tok[..., :m], torch.arange(m, device=dev).expand(bsz, width, m))
+    pairs = _Pairs(k, m, bsz, exact_cut, dev)
+    n_pairs, ids = pairs.n, torch.arange(k, device=dev)
+    by_hyp, by_tok, spread = pairs.by_hyp, pairs.by_tok, pairs.spread
+    collapse_at = skip_any[:, :width].any(0).tolist()
 
-    # state of the beam, (B, K); only hypothesis 0, the empty prefix, is alive at first
+    # state of the beam, (B, K); only hypothesis 0, the empty prefix, is alive at first.
+    # hsh is a 64-bit hash of the prefix, phsh that of the prefix less its last token;
+    # dead hypotheses carry -2 and -1, which no live prefix's hash equals (but by chance)
     pb = torch.full((bsz, k), NEG_INF, device=dev)
     pb[:, 0] = 0.0
     pnb = torch.full((bsz, k), NEG_INF, device=dev)
     lm_sum = torch.zeros(bsz, k, device=dev)
-    nlab = torch.zeros(bsz, k, dtype=torch.long, device=dev)
+    nlab = torch.zeros(bsz, k, dtype=torch.long, device=dev)  # kept up only for beta
     last = torch.zeros(bsz, k, dtype=torch.long, device=dev)  # 0: no label yet
-    hsh = torch.zeros(bsz, k, dtype=torch.long, device=dev)
+    hsh = torch.full((bsz, k), -2, dtype=torch.long, device=dev)
+    hsh[:, 0] = 0
     phsh = torch.full((bsz, k), -1, dtype=torch.long, device=dev)
     lm_st = torch.full((bsz, k), lm.start if lm else 0, dtype=torch.long, device=dev)
     lx_st = torch.full((bsz, k), lexicon.start if lexicon else 0, dtype=torch.long,
                        device=dev)
+    inf_col = torch.full((bsz, 1), NEG_INF, device=dev)
+    inf_k = inf_col.expand(bsz, k)
     back_k, back_tok = [], []
-    # tokens tried per frame: without LM or lexicon the K + 1 most likely ones hold every
-    # candidate that can reach the beam (an extension scores prefix + token, and only the
-    # repeat of a prefix's last token scores lower), so the cut is exact
-    m = vsz - 1
-    if options.beam_token:
-        m = min(m, options.beam_token)
-    elif lm is None and lexicon is None:
-        m = min(m, k + 1)
-    keep_ids = torch.arange(k, device=dev).expand(bsz, k)
-    tok_all = torch.arange(1, vsz, device=dev).expand(bsz, vsz - 1)
-    m_ids = torch.arange(m, device=dev)
-    k_ids = torch.arange(k, device=dev)[None, :, None]
 
-    for t in range(packed.shape[1]):
-        active = (t < kept)[:, None]  # (B, 1)
-        x = packed[:, t]  # (B, V)
-        collapse = skip_any[:, t][:, None]
+    for t in range(width):
+        x, cx, ctok = packed[:, t], cand_x[:, t], cand_tok[:, t]
         total = torch.logaddexp(pb, pnb)
-        pb = torch.where(collapse, total + skip_mass[:, t][:, None], pb)
-        pnb = torch.where(collapse, inf, pnb)
-        total = torch.logaddexp(pb, pnb)
-        alive = total > NEG_INF
-        x_last = torch.where(last > 0, x.gather(1, last), inf)
-        if m < vsz - 1:
-            cx, ctok = x[:, 1:].topk(m, dim=1)
-            ctok = ctok + 1
-        else:
-            cx, ctok = x[:, 1:], tok_all
-        # extensions (B, K, M): prefix k + token ctok[m]; after its own last token only
-        # the blank-ending part of the prefix may extend
-        is_rep = ctok[:, None, :] == last[..., None]
-        ext = torch.where(is_rep, pb[..., None], total[..., None]) + cx[:, None, :]
-        stay_pb = total + x[:, :1]
-        stay_pnb = pnb + x_last
+        if collapse_at[t]:  # blank frames were skipped before this one: their mass
+            collapse = skip_any[:, t, None]
+            pb = torch.where(collapse, total + skip_mass[:, t, None], pb)
+            pnb = pnb.masked_fill(collapse, NEG_INF)
+            total = torch.logaddexp(pb, pnb)
+        x_last = x.gather(1, last)  # last = 0 (the blank) only where pnb is -inf
+        rank = cand_pos[:, t].gather(1, last)  # where each prefix's last token is tried
         # merge: hypothesis j = hypothesis i + token last[j] -> i's extension joins j
-        match = (phsh[:, None, :] == hsh[:, :, None]) & (nlab[:, None, :] == nlab[:, :, None]
-                                                          + 1) & alive[:, :, None] \
-            & alive[:, None, :]  # (B, i, j)
-        has_parent = match.any(1)
-        parent = (match.long() * k_ids).sum(1)  # (B, j)
+        has_parent, parent = (phsh[:, None, :] == hsh[:, :, None]).max(1)  # (B, j)
         p_pb, p_total, p_last = (a.gather(1, parent) for a in (pb, total, last))
         join = torch.where(p_last == last, p_pb, p_total) + x_last
-        stay_pnb = torch.where(has_parent, torch.logaddexp(stay_pnb, join), stay_pnb)
-        where_last = ctok[:, None, :] == last[..., None]  # (B, j, M)
-        slot = (where_last.long() * m_ids).sum(2)
-        dead = torch.where(has_parent & where_last.any(2), parent * m + slot, k * m)
-        ext = torch.cat([ext.view(bsz, -1), inf.expand(bsz, 1)], 1).scatter(
-            1, dead, inf.expand(bsz, k))[:, :-1].view(bsz, k, m)
-
-        score = ext + beta * (nlab + 1)[..., None]
+        stay_pnb = torch.logaddexp(pnb + x_last, join.masked_fill(~has_parent, NEG_INF))
+        stay_pb = total + x[:, :1]
+        # acoustic log-prob of every candidate's non-blank-ending part; after its own
+        # last token only the blank-ending part of a prefix may extend
+        ac = torch.cat([spread(by_hyp(total) + by_tok(cx)), stay_pnb, inf_col], 1)
+        ac.scatter_(1, pairs.column(ids, rank), pb + x_last)
+        score = ac[:, :n_pairs]
+        if beta:
+            score = score + spread(by_hyp(beta * (nlab + 1)))
         if lm is not None:
-            ext_lm = lm_sum[..., None] + lm.logp[lm_st[..., None], ctok[:, None, :]]
+            ext_lm = spread(by_hyp(lm_sum) + lm.logp[by_hyp(lm_st), by_tok(ctok)])
             score = score + alpha * ext_lm
         if lexicon is not None:
-            score = score.masked_fill(lexicon.next[lx_st[..., None], ctok[:, None, :]] < 0,
+            score = score.masked_fill(spread(lexicon.next[by_hyp(lx_st), by_tok(ctok)] < 0),
                                       NEG_INF)
-        stay = torch.logaddexp(stay_pb, stay_pnb) + alpha * lm_sum + beta * nlab
-        flat = torch.cat([stay[..., None], score], 2).view(bsz, -1)  # column 0: stay
+        stay = torch.logaddexp(stay_pb, stay_pnb)
+        if lm is not None:
+            stay = stay + alpha * lm_sum
+        if beta:
+            stay = stay + beta * nlab
+        # i's extension by last[j] is j itself: it joined j's stay above
+        dead = torch.where(has_parent, pairs.column(parent, rank), n_pairs + k)
+        flat = torch.cat([score, stay, inf_col], 1).scatter_(1, dead, inf_k)[:, :-1]
         if options.score_threshold > 0:
             best = flat.max(1, keepdim=True).values
             flat = flat.masked_fill(flat < best - options.score_threshold, NEG_INF)
         top, idx = flat.topk(k, dim=1)  # (B, K)
         pruned = top == NEG_INF  # picked only to fill the beam: dead
-        src, col = idx // (m + 1), idx % (m + 1)
-        is_ext = col > 0
-        ext_idx = src * m + (col - 1).clamp_min(0)
-        tok = torch.where(is_ext, ctok.gather(1, (col - 1).clamp_min(0)), 0)
-
-        def pick(a: torch.Tensor, src: torch.Tensor = src) -> torch.Tensor:
-            return a.gather(1, src)
-
-        new_pnb = torch.where(is_ext, ext.view(bsz, -1).gather(1, ext_idx), pick(stay_pnb))
-        new_pnb = new_pnb.masked_fill(pruned, NEG_INF)
-        new_pb = torch.where(is_ext | pruned, inf, pick(stay_pb))
-        new_last = torch.where(is_ext, tok, pick(last))
-        new_hsh = torch.where(is_ext, pick(hsh) * _HASH_MUL + tok, pick(hsh))
-        new_phsh = torch.where(is_ext, pick(hsh), pick(phsh))
-        new_nlab = pick(nlab) + is_ext.long()
+        src = pairs.hyp.gather(1, idx)
+        tok = ctok.gather(1, pairs.rank.gather(1, idx))  # 0 for a stay
+        is_ext = tok > 0
+        old_hsh = hsh.gather(1, src)
+        pnb = ac.gather(1, idx).masked_fill(pruned, NEG_INF)
+        pb = torch.where(is_ext | pruned, inf_k, stay_pb.gather(1, src))
+        last = torch.where(is_ext, tok, last.gather(1, src))
+        hsh = torch.where(is_ext, old_hsh * _HASH_MUL + tok, old_hsh).masked_fill(pruned, -2)
+        phsh = torch.where(is_ext, old_hsh, phsh.gather(1, src)).masked_fill(pruned, -1)
+        if beta:
+            nlab = nlab.gather(1, src) + is_ext.long()
         if lm is not None:
-            new_lm_sum = torch.where(is_ext, ext_lm.view(bsz, -1).gather(1, ext_idx),
-                                     pick(lm_sum))
-            new_lm_st = torch.where(is_ext, lm.next[pick(lm_st), tok], pick(lm_st))
-            lm_sum = torch.where(active, new_lm_sum, lm_sum)
-            lm_st = torch.where(active, new_lm_st, lm_st)
-        if lexicon is not None:
-            new_lx = torch.where(is_ext, lexicon.next[pick(lx_st), tok], pick(lx_st)
-                                 ).clamp_min(0)  # -1 only on dead hypotheses
-            lx_st = torch.where(active, new_lx, lx_st)
-        pb = torch.where(active, new_pb, pb)
-        pnb = torch.where(active, new_pnb, pnb)
-        last = torch.where(active, new_last, last)
-        hsh = torch.where(active, new_hsh, hsh)
-        phsh = torch.where(active, new_phsh, phsh)
-        nlab = torch.where(active, new_nlab, nlab)
-        back_k.append(torch.where(active, src, keep_ids))
-        back_tok.append(torch.where(active, tok, 0))
+            lm_sum = torch.where(is_ext, ext_lm.gather(1, idx.clamp_max(n_pairs - 1)),
+                                 lm_sum.gather(1, src))
+            lm_st = torch.where(is_ext, lm.next[lm_st.gather(1, src), tok],
+                                lm_st.gather(1, src))
+        if lexicon is not None:  # -1 only on dead hypotheses
+            lx_st = torch.where(is_ext, lexicon.next[lx_st.gather(1, src), tok],
+                                lx_st.gather(1, src)).clamp_min(0)
+        back_k.append(src)
+        back_tok.append(tok)
 
-    # skipped frames after the last kept one, then the end-of-sentence scores
-    tail = skip_any[ar_b, kept][:, None]
+    # blank frames skipped after the last kept one of the longest rows (the shorter ones
+    # collapsed theirs in the loop), then the end-of-sentence scores
+    tail = skip_any[:, width, None]
     total = torch.logaddexp(pb, pnb)
-    acoustic = torch.where(tail, total + skip_mass[ar_b, kept][:, None], total)
+    acoustic = torch.where(tail, total + skip_mass[:, width, None], total)
     lm_total = lm_sum + lm.final[lm_st] if lm is not None else lm_sum
     final = acoustic + alpha * lm_total + beta * nlab
     if lexicon is not None:
         in_word = lexicon.final[lx_st] > NEG_INF
-        final = torch.where(in_word | ~in_word.any(1, keepdim=True), final, inf)
+        final = torch.where(in_word | ~in_word.any(1, keepdim=True), final, NEG_INF)
     n = min(options.nbest, k)
     order = final.topk(n, dim=1).indices  # (B, N)
     sel, toks = order, []
