@@ -23,7 +23,7 @@ class DecodeOptions(BeamOptions):
     method: str = "greedy"
     lm: str = ""
     lexicon: str = ""
-    separator: str = " "  # the token between words (lexicon, flashlight's silence)
+    separator: str = " "  # the token between words (for the lexicon)
 
 
 class Decoder(Protocol):
@@ -91,7 +91,7 @@ def _flashlight(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
         raise ValueError("decode.lexicon is for method 'beam'; the flashlight backend runs "
                          "lexicon-free here")
     lm = load_lm(options.lm, tokens) if options.lm else None
-    return FlashlightDecoder(tokens, options, lm, options.separator)
+    return FlashlightDecoder(tokens, options, lm)
 
 
 DECODERS: dict[str, Callable[[DecodeOptions, Sequence[str]], Decoder]] = {

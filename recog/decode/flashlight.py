@@ -12,14 +12,18 @@ import torch
 from recog.decode.automaton import TokenAutomaton
 from recog.decode.beam import BeamOptions, Hypothesis, check_inputs
 
+_NEVER = -1e30  # log-probability of the silence column added for flashlight
+
 
 def _python_lm(lm: TokenAutomaton, bonus: float = 0.0):  # noqa: ANN202 - needs torchaudio
     """Flashlight LM over the tables; ``bonus`` is added to every token's log-probability
     (flashlight multiplies the sum by the LM weight, so bonus = beta / alpha)."""
     from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
 
-    logp = (lm.logp + bonus).tolist()
-    nxt, final = lm.next.tolist(), lm.final.tolist()
+    states = len(lm)  # the silence column (see FlashlightDecoder) is never emitted
+    logp = torch.cat([lm.logp + bonus, torch.full((states, 1), _NEVER)], 1).tolist()
+    nxt = torch.cat([lm.next, torch.arange(states)[:, None]], 1).tolist()
+    final = lm.final.tolist()
 
     class TableLM(CTCDecoderLM):
         """Flashlight's LM callbacks over the n-gram tables; states are cached per id."""
@@ -52,21 +56,25 @@ def _python_lm(lm: TokenAutomaton, bonus: float = 0.0):  # noqa: ANN202 - needs 
 
 
 def _labelling(path: Sequence[int], frames: int) -> list[int]:
-    """Flashlight's frame path (with a silence token added at each end) as a labelling."""
+    """Flashlight's frame path (with its silence token added at each end) as a labelling."""
     if len(path) == frames + 2:
         path = path[1:-1]
     return [c for i, c in enumerate(path) if c != 0 and (i == 0 or path[i - 1] != c)]
 
 
+
 class FlashlightDecoder:
-    """torchaudio/flashlight-text CTC beam search (lexicon-free) with our options."""
+    """torchaudio/flashlight-text CTC beam search (lexicon-free) with our options.
+
+    Flashlight starts every hypothesis on its silence token, so a labelling that begins
+    with that token would need a blank first; the silence is therefore an extra token that
+    is never emitted, not one of the model's."""
 
     def __init__(self, tokens: Sequence[str], options: BeamOptions,
-                 lm: TokenAutomaton | None = None, sil_token: str | None = None):
+                 lm: TokenAutomaton | None = None):
         from torchaudio.models.decoder import ctc_decoder
 
-        names = [f"tok{i}" for i in range(len(tokens))]  # any symbol, spaces included
-        sil = names[list(tokens).index(sil_token)] if sil_token in tokens else names[1]
+        names = [f"tok{i}" for i in range(len(tokens) + 1)]  # any symbol, spaces included
         if lm is not None and options.insertion_bonus and not options.lm_weight:
             raise ValueError("flashlight's insertion bonus goes through the LM: it needs a "
                              "non-zero lm_weight")
@@ -79,12 +87,13 @@ class FlashlightDecoder:
             beam_threshold=options.score_threshold or 1e9,
             lm_weight=options.lm_weight if lm is not None else 0.0,
             log_add=True,
-            blank_token=names[0], sil_token=sil)
+            blank_token=names[0], sil_token=names[-1])
 
     def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
         """The n best labellings per utterance with flashlight's scores."""
         check_inputs(log_probs, lengths)
-        emissions = log_probs.detach().float().cpu().contiguous()
+        lp = log_probs.detach().float().cpu()
+        emissions = torch.cat([lp, lp.new_full((*lp.shape[:2], 1), _NEVER)], 2)
         stride = 4 * emissions.stride(0)
         out = []
         for b, n in enumerate(lengths.tolist()):

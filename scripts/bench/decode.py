@@ -103,6 +103,22 @@ class PyCTCDecode:
                 for b, n in enumerate(lengths.tolist())]
 
 
+def more_probable(batches: Batches, ours: list[list[int]], theirs: list[list[int]]
+                  ) -> tuple[int, int, int]:
+    """Where the two best labellings differ, which has the higher total CTC probability
+    (every alignment summed by torch's CTC forward pass): counts for ours, theirs, equal."""
+    rows = [(lp[b, :n], n) for lp, lengths in batches
+            for b, n in enumerate(lengths.tolist())]
+    counts = [0, 0, 0]
+    for (lp, n), a, b in zip(rows, ours, theirs, strict=True):
+        if a != b:
+            pa, pb = (-float(torch.nn.functional.ctc_loss(
+                lp[:, None], torch.tensor([lab], dtype=torch.long), torch.tensor([n]),
+                torch.tensor([len(lab)]), reduction="sum")) for lab in (a, b))
+            counts[0 if pa > pb + 1e-4 else 1 if pb > pa + 1e-4 else 2] += 1
+    return counts[0], counts[1], counts[2]
+
+
 def run(decode: Callable, batches: Batches, repeats: int) -> tuple[float, list[list[int]]]:
     """Best-of-``repeats`` seconds to decode every batch, after one warm-up batch."""
     decode(*batches[0])
@@ -177,13 +193,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{r['name']:<20} {r['beam']:>4} {'yes' if r['lm'] else 'no':>3} "
               f"{r['utt_per_s']:>9.1f} {ours / r['utt_per_s']:>8.2f}x {r['error_rate']:>7.2f}")
     if "flashlight-text" in outputs:
-        same = sum(a == b for a, b in zip(outputs["recog beam"], outputs["flashlight-text"],
-                                          strict=True))
+        ours, theirs = outputs["recog beam"], outputs["flashlight-text"]
+        same = sum(a == b for a, b in zip(ours, theirs, strict=True))
         print(f"recog beam == flashlight-text (no LM) on {same} / {n_utts} utterances "
               f"({100.0 * same / n_utts:.2f} %)")
+        better = more_probable(batches, ours, theirs)
+        print(f"where they differ, the more probable labelling (exact CTC forward): ours "
+              f"{better[0]}, flashlight-text's {better[1]}, equal {better[2]}")
         for r in records:
             if r["name"] == "recog beam":
                 r["agreement_with_flashlight"] = same / n_utts
+                r["differing_more_probable"] = dict(zip(("ours", "flashlight", "equal"),
+                                                        better, strict=True))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=1) + "\n")
