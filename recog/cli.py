@@ -108,25 +108,26 @@ def decode(cfg: DictConfig) -> None:
 
 @_verb
 def lm(cfg: DictConfig) -> None:
-    """recog-lm: train the token n-gram (and word list) on the train split; with grids in
-    decode.lm_weights / decode.insertion_bonuses, tune them on dev and print the best as
-    overrides on the last line."""
+    """recog-lm: train the token n-gram (and the word list and word n-gram) on the train
+    split; with grids in decode.lm_weights / insertion_bonuses / word_lm_weights, tune
+    them on dev and print the best as overrides on the last line."""
     import json
 
     _logging()
     c = _typed(cfg)
     for kind, path in pipeline.train_lm(c).items():
         print(f"{kind}: {path}")
-    if not (c.decode.lm_weights or c.decode.insertion_bonuses):
+    if not (c.decode.lm_weights or c.decode.insertion_bonuses or c.decode.word_lm_weights):
         return
     rows = pipeline.tune(c)
-    metric = list(rows[0])[-1]
-    print(f"{'lm_weight':>9} {'bonus':>6} {metric + ' %':>7}  ({c.corpus.dev_split})")
+    *options, metric = list(rows[0])
+    print(" ".join(f"{o:>15}" for o in options) + f" {metric + ' %':>7}  "
+          f"({c.corpus.dev_split})")
     for r in rows:
-        print(f"{r['lm_weight']:>9.2f} {r['insertion_bonus']:>6.2f} {r[metric]:>7.2f}")
-    atomic_write_text(Path(c.decode.lm).with_suffix(".tune.json"), json.dumps(rows, indent=1))
-    print(f"decode.lm_weight={rows[0]['lm_weight']} "
-          f"decode.insertion_bonus={rows[0]['insertion_bonus']}")
+        print(" ".join(f"{r[o]:>15.2f}" for o in options) + f" {r[metric]:>7.2f}")
+    atomic_write_text(Path(c.decode.lm).with_name(f"{c.decode.results}.tune.json"),
+                      json.dumps(rows, indent=1))
+    print(" ".join(f"decode.{o}={rows[0][o]}" for o in options))
 
 
 def score(argv: list[str] | None = None) -> None:

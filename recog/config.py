@@ -74,6 +74,8 @@ class DecodeConfig(DecodeOptions):
     lm_order: int = 3  # recog-lm: order of the token n-gram trained on the train split
     lm_weights: list[float] = field(default_factory=list)  # recog-lm: alpha grid on dev
     insertion_bonuses: list[float] = field(default_factory=list)  # recog-lm: beta grid
+    word_lm_order: int = 2  # recog-lm: order of the word n-gram (with decode.word_lm)
+    word_lm_weights: list[float] = field(default_factory=list)  # recog-lm: gamma grid
 
 
 @dataclass

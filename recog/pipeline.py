@@ -3,6 +3,7 @@ decode. The CLI only turns Hydra's composition into a Config and calls these."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable
@@ -381,7 +382,9 @@ def _decode(cfg: Config) -> dict:
 
 def train_lm(cfg: Config) -> dict[str, str]:
     """Train the token n-gram (``decode.lm_order``, Kneser-Ney) on the train split's labels
-    into ``decode.lm`` and, if ``decode.lexicon`` is set, its word list there."""
+    into ``decode.lm``; if ``decode.lexicon`` is set, write the training text's words there,
+    and if ``decode.word_lm`` is, a word n-gram (``decode.word_lm_order``) over them."""
+    from recog.decode.lexicon import word_vocabulary, words_of
     from recog.decode.ngram import train_kneser_ney, write_arpa
 
     if not cfg.decode.lm:
@@ -392,16 +395,25 @@ def train_lm(cfg: Config) -> dict[str, str]:
     labels = [task.targets(u) for u in utts]
     write_arpa(train_kneser_ney(labels, cfg.decode.lm_order, vocab.tokens[1:]), cfg.decode.lm)
     written = {"lm": cfg.decode.lm}
+    if cfg.decode.word_lm and not cfg.decode.lexicon:
+        raise ValueError("decode.word_lm is trained over the lexicon: set decode.lexicon")
     if cfg.decode.lexicon:
-        words = sorted({w for t in labels for w in task.to_text(t).split()})
+        lines = [words_of(task.to_text(t)) for t in labels]
+        words = sorted({w for line in lines for w in line})
         atomic_write_text(Path(cfg.decode.lexicon), "\n".join(words) + "\n")
         written["lexicon"] = cfg.decode.lexicon
+    if cfg.decode.word_lm:
+        write_arpa(train_kneser_ney([[w.lower() for w in line] for line in lines],
+                                    cfg.decode.word_lm_order, word_vocabulary(words)),
+                   cfg.decode.word_lm)
+        written["word_lm"] = cfg.decode.word_lm
     return written
 
 
 def tune(cfg: Config) -> list[dict]:
-    """Grid search of ``decode.lm_weights`` x ``decode.insertion_bonuses`` on the dev
-    split (the model runs once); rows sorted best first by the first metric."""
+    """Grid search of ``decode.lm_weights`` x ``decode.insertion_bonuses`` (x
+    ``decode.word_lm_weights``) on the dev split (the model runs once); rows, each with
+    its options and the first metric, sorted best first."""
     model, vocab, _, _, device = _load_model(cfg)
     task = get_task(cfg)
     ds, utts = dataset(cfg, cfg.corpus.dev_split, vocab)
@@ -413,14 +425,19 @@ def tune(cfg: Config) -> list[dict]:
         raise ValueError("tuning needs decode.method=beam")
     refs = {u.id: list(u.tokens) for u in utts}
     name, normalize = next(iter(task.metrics.items()))
+    d = cfg.decode
+    grids = {"lm_weight": d.lm_weights or [d.lm_weight],
+             "insertion_bonus": d.insertion_bonuses or [d.insertion_bonus]}
+    if d.word_lm:
+        grids["word_lm_weight"] = d.word_lm_weights or [d.word_lm_weight]
     rows = []
-    for alpha in cfg.decode.lm_weights or [cfg.decode.lm_weight]:
-        for beta in cfg.decode.insertion_bonuses or [cfg.decode.insertion_bonus]:
-            base.options.lm_weight, base.options.insertion_bonus = alpha, beta
-            hyps = {ds.ids[i]: vocab.decode(ids) for idx, lp, n in outputs
-                    for i, ids in zip(idx, base(lp, n), strict=True)}
-            s = score(refs, hyps, normalize).total
-            rows.append({"lm_weight": alpha, "insertion_bonus": beta, name: s.rate})
+    for point in itertools.product(*grids.values()):
+        row = dict(zip(grids, point, strict=True))
+        for key, value in row.items():
+            setattr(base.options, key, value)
+        hyps = {ds.ids[i]: vocab.decode(ids) for idx, lp, n in outputs
+                for i, ids in zip(idx, base(lp, n), strict=True)}
+        rows.append({**row, name: score(refs, hyps, normalize).total.rate})
     return sorted(rows, key=lambda r: r[name])
 
 

@@ -1,6 +1,7 @@
 """Lexicon-constrained beam search: only known words, and the best such labelling."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -15,28 +16,26 @@ WORDS = ["ab", "b", "ba"]
 
 
 def _spells_known_words(tokens: list[int]) -> bool:
-    text = "".join(TOKENS[c] for c in tokens)
-    return text == "" or all(w in WORDS for w in text.split(" ")) and "  " not in text \
-        and not text.startswith(" ") and not text.endswith(" ")
+    # spaces are free: any number of them, before, between and after the words
+    return all(w in WORDS for w in "".join(TOKENS[c] for c in tokens).split(" ") if w)
 
 
 def test_trie_accepts_exactly_the_words() -> None:
-    lex = lexicon_automaton([list(w) for w in WORDS], TOKENS)
+    lex = lexicon_automaton(WORDS, TOKENS)
     for n in range(6):
         for seq in itertools.product(range(1, 4), repeat=n):
             state = 0
             for c in seq:
                 state = int(lex.next[state, c]) if state >= 0 else -1
             accepted = state >= 0 and float(lex.final[state]) == 0.0
-            text = "".join(TOKENS[c] for c in seq)
-            assert accepted == (text == "" or all(w in WORDS for w in text.split(" ")))
+            assert accepted == _spells_known_words(list(seq))
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_constrained_best_is_brute_force_best_among_known_words(seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     lp = (2 * torch.randn(1, 6, 4, generator=g, dtype=torch.float64)).log_softmax(-1)
-    lex = lexicon_automaton([list(w) for w in WORDS], TOKENS)
+    lex = lexicon_automaton(WORDS, TOKENS)
     hyps = prefix_beam_search(lp, torch.tensor([6]), BeamOptions(beam=400, nbest=400,
                                                                  blank_skip=1.0), lexicon=lex)
     exact = {k: v for k, v in brute_force(lp[0]).items() if _spells_known_words(list(k))}
@@ -61,10 +60,77 @@ def test_a_beam_wider_than_the_allowed_prefixes_keeps_only_allowed_ones() -> Non
     # which must stay dead rather than spell what the lexicon forbids
     g = torch.Generator().manual_seed(0)
     lp = (3 * torch.randn(8, 30, 4, generator=g)).log_softmax(-1)
-    lex = lexicon_automaton([list(w) for w in WORDS], TOKENS)
+    lex = lexicon_automaton(WORDS, TOKENS)
     for hyps in prefix_beam_search(lp, torch.full((8,), 30), BeamOptions(beam=64, nbest=64),
                                    lexicon=lex):
         for h in hyps:
             words = "".join(TOKENS[c] for c in h.tokens).split(" ")
-            assert all(w in WORDS for w in words[:-1]), words
+            assert all(w in WORDS for w in words[:-1] if w), words
             assert any(w.startswith(words[-1]) for w in WORDS), words
+
+
+def test_words_of_running_text_and_their_spellings() -> None:
+    from recog.decode.lexicon import words_of
+
+    assert words_of('"Rome\'s walls," she said: 1987 well-known -') == [
+        "Rome's", "walls", "she", "said", "well-known"]
+    tokens = ["<blk>", " ", ",", "1", "'", *"ROMESTromest"]
+    lex = lexicon_automaton(["Rome's", "to"], tokens)
+
+    def accepts(text: str) -> bool:
+        state = 0
+        for ch in text:
+            state = int(lex.next[state, tokens.index(ch)])
+            if state < 0:
+                return False
+        return float(lex.final[state]) == 0.0
+
+    # lower, Capitalised and CAPITALS; digits and punctuation free between words only
+    for text in ("rome's, to", "ROME'S to 11", "To Rome's,", "'to'", " 1,1 "):
+        assert accepts(text), text
+    for text in ("rome", "RoMe's", "tome", "tO", "t o"):
+        assert not accepts(text), text
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_word_lm_scores_each_word_as_it_ends(seed: int) -> None:
+    # every labelling's fused score = brute-force acoustic + gamma * the word bigram's
+    # log-probability of its words (ARPA back-off, <s> ... </s>) + beta per token
+    from recog.decode.lexicon import word_lm, word_vocabulary
+    from recog.decode.ngram import train_kneser_ney
+
+    model = train_kneser_ney([["ab", "b"], ["ba"], ["ab", "ba", "b"], ["b", "b"]], 2,
+                             word_vocabulary(WORDS))
+    words = word_lm(model, WORDS, TOKENS)
+    g = torch.Generator().manual_seed(seed)
+    lp = (2 * torch.randn(1, 6, 4, generator=g, dtype=torch.float64)).log_softmax(-1)
+    lex = lexicon_automaton(WORDS, TOKENS)
+    opts = BeamOptions(beam=400, nbest=400, blank_skip=1.0, word_lm_weight=0.7,
+                       insertion_bonus=0.3)
+    hyps = prefix_beam_search(lp, torch.tensor([6]), opts, lexicon=lex, words=words)[0]
+    exact = brute_force(lp[0])
+
+    def word_score(tokens: tuple[int, ...]) -> float:
+        seq = ["<s>", *"".join(TOKENS[c] for c in tokens).split(), "</s>"]
+        return math.log(10) * sum(model.logprob10(seq[:i], seq[i]) for i in range(1, len(seq)))
+
+    allowed = {k for k in exact if _spells_known_words(list(k))}
+    assert {tuple(h.tokens) for h in hyps} == allowed
+    for h in hyps:
+        t = tuple(h.tokens)
+        assert h.score == pytest.approx(exact[t] + 0.7 * word_score(t) + 0.3 * len(t),
+                                        abs=1e-4)
+
+
+def test_word_lm_errors(tmp_path) -> None:
+    from recog.decode.decoder import DecodeOptions, make_decoder
+    from recog.decode.ngram import train_kneser_ney, write_arpa
+
+    (tmp_path / "words").write_text("ab\nba\nb\n")
+    write_arpa(train_kneser_ney([["ab", "ba"]], 2, ["ab", "ba"]), tmp_path / "words.arpa")
+    with pytest.raises(ValueError, match="through a lexicon"):
+        make_decoder(DecodeOptions(method="beam", word_lm=str(tmp_path / "words.arpa")),
+                     TOKENS)
+    with pytest.raises(DataError, match=r"does not cover 1 model token\(s\): \['b'\]"):
+        make_decoder(DecodeOptions(method="beam", lexicon=str(tmp_path / "words"),
+                                   word_lm=str(tmp_path / "words.arpa")), TOKENS)

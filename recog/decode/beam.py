@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from recog.decode.automaton import TokenAutomaton
+from recog.decode.lexicon import WordLM
 
 NEG_INF = float("-inf")
 _HASH_MUL = 0x100000001B3  # FNV-1a 64-bit prime; products wrap modulo 2**64
@@ -36,6 +37,7 @@ class BeamOptions:
     nbest: int = 1
     lm_weight: float = 0.5  # alpha: weight of the LM log-probability (natural log)
     insertion_bonus: float = 0.0  # beta: added per emitted token
+    word_lm_weight: float = 0.5  # gamma: weight of the word LM (with a lexicon)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Hypothesis:
     """One decoded labelling with its fused score and the two parts of it (natural log)."""
 
     tokens: list[int]
-    score: float  # acoustic + lm_weight * lm + insertion_bonus * len(tokens)
+    score: float  # acoustic + lm_weight * lm + insertion_bonus * len(tokens) (+ word LM)
     acoustic: float  # log of the summed CTC probability of every alignment kept
     lm: float  # LM log-probability of the labelling, end of sentence included
 
@@ -139,12 +141,15 @@ class _Pairs:
 def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
                        options: BeamOptions | None = None,
                        lm: TokenAutomaton | None = None,
-                       lexicon: TokenAutomaton | None = None) -> list[list[Hypothesis]]:
+                       lexicon: TokenAutomaton | None = None,
+                       words: WordLM | None = None) -> list[list[Hypothesis]]:
     """The ``options.nbest`` best labellings of each utterance, best first (blank = 0).
 
     ``lm`` adds ``lm_weight`` times its log-probability to every extension and its
     end-of-sentence score at the end; ``lexicon`` forbids extensions it has no arc for and
-    hypotheses that end outside a word (unless no hypothesis of an utterance ends in one).
+    hypotheses that end outside a word (unless no hypothesis of an utterance ends in one);
+    ``words``, a word n-gram over the lexicon, adds ``word_lm_weight`` times its
+    log-probability as each word ends, and its end-of-sentence score at the end.
     """
     options = options or BeamOptions()
     check_inputs(log_probs, lengths)
@@ -154,13 +159,15 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         if table is not None and table.next.shape[1] != vsz:
             raise ValueError(f"the {name} covers {table.next.shape[1]} tokens but the "
                              f"log-probs have {vsz}")
+    if words is not None and lexicon is None:
+        raise ValueError("a word LM is scored through a lexicon: give one")
     if bsz == 0:
         return []
     lp = log_probs.detach().float()
     lengths = lengths.to(dev).long()
     packed, kept, skip_mass, skip_any = _skip_blank_frames(lp, lengths, options.blank_skip)
     k = options.beam
-    alpha, beta = options.lm_weight, options.insertion_bonus
+    alpha, beta, gamma = options.lm_weight, options.insertion_bonus, options.word_lm_weight
     width = packed.shape[1]
     exact_cut = lm is None and lexicon is None and not beta
     # tokens tried per frame, the m most likely ones (with the blank's column at m)
@@ -193,6 +200,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
     lm_st = torch.full((bsz, k), lm.start if lm else 0, dtype=torch.long, device=dev)
     lx_st = torch.full((bsz, k), lexicon.start if lexicon else 0, dtype=torch.long,
                        device=dev)
+    w_st = torch.full((bsz, k), words.lm.start if words else 0, dtype=torch.long, device=dev)
+    w_sum = torch.zeros(bsz, k, device=dev)
     inf_col = torch.full((bsz, 1), NEG_INF, device=dev)
     inf_k = inf_col.expand(bsz, k)
     back_k, back_tok = [], []
@@ -224,13 +233,21 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
             ext_lm = spread(by_hyp(lm_sum) + lm.logp[by_hyp(lm_st), by_tok(ctok)])
             score = score + alpha * ext_lm
         if lexicon is not None:
-            score = score.masked_fill(spread(lexicon.next[by_hyp(lx_st), by_tok(ctok)] < 0),
-                                      NEG_INF)
+            lx_next = lexicon.next[by_hyp(lx_st), by_tok(ctok)]
+            score = score.masked_fill(spread(lx_next < 0), NEG_INF)
+        if words is not None:  # a token that takes a word's end back to the root ends it
+            word = words.column[lx_st]  # (B, K): the word ending at each state, 0: none
+            ends = (lx_next == 0) & by_hyp(word > 0)
+            ext_w = spread(by_hyp(w_sum) + torch.where(
+                ends, by_hyp(words.lm.logp[w_st, word]), 0.0))
+            score = score + gamma * ext_w
         stay = torch.logaddexp(stay_pb, stay_pnb)
         if lm is not None:
             stay = stay + alpha * lm_sum
         if beta:
             stay = stay + beta * nlab
+        if words is not None:
+            stay = stay + gamma * w_sum
         # i's extension by last[j] is j itself: it joined j's stay above
         dead = torch.where(has_parent, pairs.column(parent, rank), n_pairs + k)
         flat = torch.cat([score, stay, inf_col], 1).scatter_(1, dead, inf_k)[:, :-1]
@@ -255,9 +272,16 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
                                  lm_sum.gather(1, src))
             lm_st = torch.where(is_ext, lm.next[lm_st.gather(1, src), tok],
                                 lm_st.gather(1, src))
+        if words is not None:
+            w_sum = torch.where(is_ext, ext_w.gather(1, idx.clamp_max(n_pairs - 1)),
+                                w_sum.gather(1, src))
+            word, w_st = word.gather(1, src), w_st.gather(1, src)
         if lexicon is not None:  # -1 only on dead hypotheses
-            lx_st = torch.where(is_ext, lexicon.next[lx_st.gather(1, src), tok],
-                                lx_st.gather(1, src)).clamp_min(0)
+            old_lx = lx_st.gather(1, src)
+            lx_st = torch.where(is_ext, lexicon.next[old_lx, tok], old_lx).clamp_min(0)
+            if words is not None:
+                w_st = torch.where(is_ext & (lx_st == 0) & (word > 0),
+                                   words.lm.next[w_st, word], w_st)
         back_k.append(src)
         back_tok.append(tok)
 
@@ -268,6 +292,12 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
     acoustic = torch.where(tail, total + skip_mass[:, width, None], total)
     lm_total = lm_sum + lm.final[lm_st] if lm is not None else lm_sum
     final = acoustic + alpha * lm_total + beta * nlab
+    if words is not None:  # the last word, if the line ends in one, then </s>
+        word = words.column[lx_st]
+        after = words.lm.next[w_st, word]
+        final = final + gamma * (w_sum + torch.where(
+            word > 0, words.lm.logp[w_st, word] + words.lm.final[after],
+            words.lm.final[w_st]))
     if lexicon is not None:
         in_word = lexicon.final[lx_st] > NEG_INF
         final = torch.where(in_word | ~in_word.any(1, keepdim=True), final, NEG_INF)

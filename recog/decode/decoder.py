@@ -13,17 +13,19 @@ import torch
 from recog.decode.automaton import TokenAutomaton
 from recog.decode.beam import BeamOptions, Hypothesis, check_inputs, prefix_beam_search
 from recog.decode.greedy import greedy_decode
+from recog.decode.lexicon import WordLM
 
 
 @dataclass
 class DecodeOptions(BeamOptions):
     """``decode.method`` (greedy | beam | flashlight) and its options; ``lm`` is an ARPA
-    token n-gram and ``lexicon`` a word list (beam only), empty for none."""
+    token n-gram, ``lexicon`` a word list and ``word_lm`` an ARPA word n-gram over it (the
+    last two beam only), empty for none."""
 
     method: str = "greedy"
     lm: str = ""
     lexicon: str = ""
-    separator: str = " "  # the token between words (for the lexicon)
+    word_lm: str = ""
 
 
 class Decoder(Protocol):
@@ -52,10 +54,11 @@ class BeamSearch:
     """Our prefix beam search, with the options' n-gram LM and lexicon loaded once."""
 
     def __init__(self, options: BeamOptions, tokens: Sequence[str],
-                 lm: TokenAutomaton | None = None, lexicon: TokenAutomaton | None = None):
+                 lm: TokenAutomaton | None = None, lexicon: TokenAutomaton | None = None,
+                 words: WordLM | None = None):
         self.options = BeamOptions(**{f.name: getattr(options, f.name)
                                       for f in fields(BeamOptions)})
-        self.tokens, self.lm, self.lexicon = tuple(tokens), lm, lexicon
+        self.tokens, self.lm, self.lexicon, self.words = tuple(tokens), lm, lexicon, words
 
     def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
         dev = log_probs.device
@@ -63,7 +66,10 @@ class BeamSearch:
             self.lm = self.lm.to(dev)
         if self.lexicon is not None and self.lexicon.next.device != dev:
             self.lexicon = self.lexicon.to(dev)
-        return prefix_beam_search(log_probs, lengths, self.options, self.lm, self.lexicon)
+        if self.words is not None and self.words.column.device != dev:
+            self.words = self.words.to(dev)
+        return prefix_beam_search(log_probs, lengths, self.options, self.lm, self.lexicon,
+                                  self.words)
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         return [h[0].tokens if h else [] for h in self.nbest(log_probs, lengths)]
@@ -74,22 +80,25 @@ def _greedy(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
 
 
 def _beam(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
-    from recog.decode.lexicon import load_lexicon
+    from recog.decode.lexicon import load_lexicon, load_word_lm
     from recog.decode.ngram import load_lm
 
+    if options.word_lm and not options.lexicon:
+        raise ValueError("decode.word_lm is scored through a lexicon: set decode.lexicon")
     lm = load_lm(options.lm, tokens) if options.lm else None
-    lexicon = load_lexicon(options.lexicon, tokens, options.separator) \
-        if options.lexicon else None
-    return BeamSearch(options, tokens, lm, lexicon)
+    lexicon = load_lexicon(options.lexicon, tokens) if options.lexicon else None
+    words = load_word_lm(options.word_lm, options.lexicon, tokens) if options.word_lm \
+        else None
+    return BeamSearch(options, tokens, lm, lexicon, words)
 
 
 def _flashlight(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
     from recog.decode.flashlight import FlashlightDecoder
     from recog.decode.ngram import load_lm
 
-    if options.lexicon:
-        raise ValueError("decode.lexicon is for method 'beam'; the flashlight backend runs "
-                         "lexicon-free here")
+    if options.lexicon or options.word_lm:
+        raise ValueError("decode.lexicon and decode.word_lm are for method 'beam'; the "
+                         "flashlight backend runs lexicon-free here")
     lm = load_lm(options.lm, tokens) if options.lm else None
     return FlashlightDecoder(tokens, options, lm)
 

@@ -1,10 +1,15 @@
 """Lexicon constraint: a word list as a prefix trie over the model's tokens, compiled into
-the automaton the beam search steps through, so hypotheses spell only known words,
-separated by single word-separator tokens."""
+the automaton the beam search steps through, so every run of letters a hypothesis spells is
+a known word. Tokens that are not letters (spaces, digits, punctuation) are free between
+words, as in a dictionary-constrained handwriting recogniser whose dictionary holds words,
+not numbers or punctuation; a word may be written in lower case, Capitalised or in CAPITALS.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,21 +17,30 @@ import torch
 
 from recog.data.utterance import DataError
 from recog.decode.automaton import TokenAutomaton
+from recog.decode.ngram import NGramModel, lm_automaton, read_arpa
+
+# a word of running text: letters, with apostrophes or hyphens only between letters
+_WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 
 
-def lexicon_automaton(words: Iterable[Sequence[str]], tokens: Sequence[str],
-                      separator: str = " ", source: str | Path = "<lexicon>"
-                      ) -> TokenAutomaton:
-    """Trie of ``words`` (each a sequence of model tokens); state 0 = start of the line.
-    A word holding a token the model lacks is left out; none usable is a DataError."""
+def words_of(text: str) -> list[str]:
+    """The words of running text as the lexicon sees them ("Rome's," -> "Rome's")."""
+    return _WORD.findall(text)
+
+
+def _spellings(word: str) -> set[str]:
+    return {word, word.lower(), word[:1].upper() + word[1:], word.upper()}
+
+
+def _trie(words: Iterable[str], tokens: Sequence[str], source: str | Path
+          ) -> tuple[list[dict[int, int]], list[str | None]]:
+    """Children per node and the word (lower case) that ends there, if any; node 0 is the
+    root. A word holding a character the model lacks is left out; none usable is an error."""
     index = {t: i for i, t in enumerate(tokens) if i > 0}
-    if separator not in index:
-        raise DataError(source, f"the word separator {separator!r} is not a model token")
-    sep = index[separator]
     children: list[dict[int, int]] = [{}]
-    word_end = [False]
-    for word in words:
-        if not word or any(t not in index or t == separator for t in word):
+    ends: list[str | None] = [None]
+    for word in sorted({s for w in words for s in _spellings(w)}):
+        if not word or any(t not in index for t in word):
             continue
         node = 0
         for t in word:
@@ -34,24 +48,60 @@ def lexicon_automaton(words: Iterable[Sequence[str]], tokens: Sequence[str],
             if c not in children[node]:
                 children[node][c] = len(children)
                 children.append({})
-                word_end.append(False)
+                ends.append(None)
             node = children[node][c]
-        word_end[node] = True
+        ends[node] = word.lower()
     if len(children) == 1:
         raise DataError(source, "no word of the lexicon can be spelt with the model's tokens")
-    after_sep = len(children)  # the root again, but a line may not end there
-    nxt = np.full((after_sep + 1, len(tokens)), -1, dtype=np.int64)
+    return children, ends
+
+
+def lexicon_automaton(words: Iterable[str], tokens: Sequence[str],
+                      source: str | Path = "<lexicon>") -> TokenAutomaton:
+    """Trie of ``words`` over the model's (character) tokens; state 0 = between words."""
+    index = {t: i for i, t in enumerate(tokens) if i > 0}
+    children, ends = _trie(words, tokens, source)
+    word_end = [e is not None for e in ends]
+    free = [i for t, i in index.items() if not t.isalpha()]  # end a word, or stay between
+    nxt = np.full((len(children), len(tokens)), -1, dtype=np.int64)
     for node, kids in enumerate(children):
+        if node == 0 or word_end[node]:
+            nxt[node, free] = 0
         for c, child in kids.items():
             nxt[node, c] = child
-        if word_end[node]:
-            nxt[node, sep] = after_sep
-    nxt[after_sep] = nxt[0]
-    nxt[:, 0] = np.arange(after_sep + 1)
-    final = torch.tensor([0.0 if end or i == 0 else float("-inf")
-                          for i, end in enumerate([*word_end, False])])
-    return TokenAutomaton(torch.from_numpy(nxt), torch.zeros(after_sep + 1, len(tokens)),
+    nxt[:, 0] = np.arange(len(children))  # the blank changes nothing
+    final = torch.tensor([0.0 if i == 0 or end else float("-inf")
+                          for i, end in enumerate(word_end)])
+    return TokenAutomaton(torch.from_numpy(nxt), torch.zeros(len(children), len(tokens)),
                           final, 0)
+
+
+@dataclass(frozen=True)
+class WordLM:
+    """A word n-gram over the lexicon's words (lower case), scored as each word ends.
+    ``column[s]``: the LM's column of the word ending at lexicon state s (0 elsewhere)."""
+
+    lm: TokenAutomaton
+    column: torch.Tensor  # (lexicon states,) long
+
+    def to(self, device: torch.device | str) -> WordLM:
+        return WordLM(self.lm.to(device), self.column.to(device))
+
+
+def word_vocabulary(words: Iterable[str]) -> list[str]:
+    """The word LM's vocabulary for a lexicon: its words in lower case, sorted."""
+    return sorted({w.lower() for w in words})
+
+
+def word_lm(model: NGramModel, words: Sequence[str], tokens: Sequence[str],
+            source: str | Path = "<word lm>") -> WordLM:
+    """Compile a word n-gram for the lexicon of ``words`` over the model's tokens; the LM
+    must give every lexicon word a unigram (a DataError names those it lacks)."""
+    vocab = word_vocabulary(words)
+    column = {w: i + 1 for i, w in enumerate(vocab)}
+    _, ends = _trie(words, tokens, source)
+    return WordLM(lm_automaton(model, ["<none>", *vocab], source),
+                  torch.tensor([column[e] if e is not None else 0 for e in ends]))
 
 
 def read_word_list(path: str | Path) -> list[str]:
@@ -67,7 +117,11 @@ def read_word_list(path: str | Path) -> list[str]:
     return [w for w in words if w]
 
 
-def load_lexicon(path: str | Path, tokens: Sequence[str], separator: str = " "
-                 ) -> TokenAutomaton:
+def load_lexicon(path: str | Path, tokens: Sequence[str]) -> TokenAutomaton:
     """A word list file (characters as tokens) compiled for the model's tokens."""
-    return lexicon_automaton((list(w) for w in read_word_list(path)), tokens, separator, path)
+    return lexicon_automaton(read_word_list(path), tokens, path)
+
+
+def load_word_lm(path: str | Path, lexicon: str | Path, tokens: Sequence[str]) -> WordLM:
+    """A word ARPA file compiled for the lexicon file's words and the model's tokens."""
+    return word_lm(read_arpa(path), read_word_list(lexicon), tokens, path)
