@@ -59,17 +59,20 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file for writing; on a clean exit it replaces ``path`` durably, on
-    any error (ENOSPC included) it is deleted and ``path`` is left as it was."""
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write ``path`` under, for writers that take a path; on a clean
+    exit it is fsynced and replaces ``path`` durably, on any error (ENOSPC included) it is
+    deleted and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
-        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
@@ -78,6 +81,15 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
                           "the previous version of the file, if any, is intact") from e
         raise
     _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file for writing; on a clean exit it replaces ``path`` durably, on
+    any error (ENOSPC included) it is deleted and ``path`` is left as it was."""
+    with atomic_path(path) as tmp, open(tmp, mode, **({} if "b" in mode else
+                                                     {"encoding": "utf-8"})) as f:
+        yield f
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -12,13 +12,12 @@ the eager model's log-probs. Feature extraction stays outside (its options are w
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from recog.atomic import atomic_path
 from recog.data.utterance import atomic_write_text
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel
@@ -92,16 +91,6 @@ class ExportableCTC(nn.Module):
         return self.output(x).log_softmax(dim=-1), lengths
 
 
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...] = FORMATS
            ) -> list[Path]:
     """Write ``model.ts`` (TorchScript) and/or ``model.onnx`` with ``tokens.json`` and
@@ -116,10 +105,12 @@ def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...]
     written = []
     if "torchscript" in formats:
         scripted = torch.jit.script(net)
-        _atomic(out / "model.ts", lambda p: scripted.save(str(p)))
+        with atomic_path(out / "model.ts") as tmp:
+            scripted.save(str(tmp))
         written.append(out / "model.ts")
     if "onnx" in formats:
-        _atomic(out / "model.onnx", lambda p: export_onnx(net, model.input_dim, p))
+        with atomic_path(out / "model.onnx") as tmp:
+            export_onnx(net, model.input_dim, tmp)
         written.append(out / "model.onnx")
     atomic_write_text(out / "tokens.json", json.dumps(list(vocab.tokens), ensure_ascii=False))
     features = (payload.get("config") or {}).get("features", {})

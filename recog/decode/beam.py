@@ -61,6 +61,8 @@ def check_inputs(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
     if b and (int(lengths.max()) > t or int(lengths.min()) < 0):
         raise ValueError(f"lengths must lie in [0, {t}] (the log-probs' time axis), got "
                          f"min {int(lengths.min())}, max {int(lengths.max())}")
+    if not bool(torch.isnan(log_probs.sum())):  # a NaN anywhere makes the sum NaN
+        return
     frames = torch.arange(t, device=log_probs.device)[None, :] < lengths.to(
         log_probs.device)[:, None]
     bad = torch.isnan(log_probs).any(-1) & frames
@@ -70,29 +72,56 @@ def check_inputs(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
                          f"frame {frame})")
 
 
-def _skip_blank_frames(lp: torch.Tensor, lengths: torch.Tensor, threshold: float
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pack the frames to keep to the left, and fill the rest with pure-blank frames (which
-    leave every prefix's probability as it is). Returns the packed log-probs (B, T', V),
-    kept counts (B,), and per packed position (B, T'+1) the blank log-mass of the frames
-    skipped just before it and whether any were (the last column: skipped after the last
-    kept frame of the longest rows)."""
-    b, t, _ = lp.shape
-    frames = torch.arange(t, device=lp.device)[None, :] < lengths[:, None]
+@dataclass
+class _Frames:
+    """The frames the search steps through, rows sorted by kept frames (longest first):
+    kept frames packed to the left, pure-blank frames after them (they leave every
+    prefix's probability as it is), and each kept frame's m likeliest non-blank tokens."""
+
+    rows: torch.Tensor  # (B,) the original row of each sorted row
+    kept: torch.Tensor  # (B,) frames kept per row
+    x: torch.Tensor  # (B, T', V) log-probs
+    cand_x: torch.Tensor  # (B, T', M) log-probs of the candidate tokens, best first
+    cand_tok: torch.Tensor  # (B, T', M + 1) candidate tokens, then 0 (a stay's "token")
+    cand_pos: torch.Tensor  # (B, T', V) each token's rank among them (M: not tried)
+    skip_mass: torch.Tensor  # (B, T' + 1) blank log-mass of the frames skipped before
+    skip_any: torch.Tensor  # (B, T' + 1) whether any were (last column: after the last)
+
+
+def _frames(lp: torch.Tensor, lengths: torch.Tensor, threshold: float, m: int) -> _Frames:
+    """Drop the frames whose P(blank) exceeds ``threshold`` (keeping their blank mass)."""
+    b, t, v = lp.shape
+    dev = lp.device
+    frames = torch.arange(t, device=dev)[None, :] < lengths[:, None]
     keep = frames & (lp[..., 0] <= math.log(threshold)) if threshold < 1 else frames
     kept = keep.sum(1)
-    width = int(kept.max()) if b else 0
+    rows = kept.argsort(descending=True)
+    kept = kept[rows]
+    width = int(kept[0]) if b else 0
     pos = keep.cumsum(1) - 1  # packed position of each kept frame
-    packed = torch.full((b, width, lp.shape[2]), NEG_INF, device=lp.device)
-    packed[..., 0] = 0.0
-    rows, cols = keep.nonzero(as_tuple=True)
-    packed[rows, pos[rows, cols]] = lp[rows, cols]
     skipped = frames & ~keep
     seg = (pos + 1).clamp_max(width)  # a skipped frame belongs before the next kept one
     skip_mass = lp.new_zeros(b, width + 1).scatter_add_(1, seg, torch.where(
-        skipped, lp[..., 0], torch.zeros_like(lp[..., 0])))
-    skip_any = lp.new_zeros(b, width + 1).scatter_add_(1, seg, skipped.to(lp.dtype)) > 0
-    return packed, kept, skip_mass, skip_any
+        skipped, lp[..., 0], torch.zeros_like(lp[..., 0])))[rows]
+    skip_any = lp.new_zeros(b, width + 1).scatter_add_(1, seg, skipped.to(lp.dtype))[rows] > 0
+    src_r, src_c = keep.nonzero(as_tuple=True)
+    sorted_row = torch.empty_like(rows)
+    sorted_row[rows] = torch.arange(b, device=dev)
+    at = (sorted_row[src_r], pos[src_r, src_c])
+    x = lp[src_r, src_c]  # (N, V), the kept frames
+    top_x, top_tok = x[:, 1:].topk(m, dim=1)
+    packed = torch.full((b, width, v), NEG_INF, device=dev)
+    packed[..., 0] = 0.0
+    packed[at] = x
+    cand_x = torch.full((b, width, m), NEG_INF, device=dev)
+    cand_x[at] = top_x
+    cand_tok = torch.zeros(b, width, m + 1, dtype=torch.long, device=dev)
+    cand_tok[..., :m] = torch.arange(1, m + 1, device=dev)  # any tokens: -inf on padding
+    cand_tok[at[0], at[1], :m] = top_tok + 1
+    cand_pos = torch.full((b, width, v), m, dtype=torch.int16, device=dev)
+    cand_pos[at] = torch.full((len(x), v), m, dtype=torch.int16, device=dev).scatter_(
+        1, top_tok + 1, torch.arange(m, dtype=torch.int16, device=dev).expand(len(x), m))
+    return _Frames(rows, kept, packed, cand_x, cand_tok, cand_pos, skip_mass, skip_any)
 
 
 class _Pairs:
@@ -120,9 +149,9 @@ class _Pairs:
         self.rank = rank.to(dev).expand(bsz, -1)
         self.hyp_idx, self.rank_idx = self.hyp[0, :self.n], self.rank[0, :self.n]
 
-    def column(self, hyp: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
-        """Candidate column of pair (hyp, rank), (B, K) each; the spare one if untried."""
-        return self.at.gather(1, hyp * (self.m + 1) + rank)
+    def shrink(self, n: int) -> None:
+        """Keep the first n rows of the batch."""
+        self.at, self.hyp, self.rank, self.bsz = self.at[:n], self.hyp[:n], self.rank[:n], n
 
     def by_hyp(self, a: torch.Tensor) -> torch.Tensor:
         """A per-hypothesis (B, K) tensor, spread over the pairs (with ``by_tok``)."""
@@ -165,25 +194,22 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         return []
     lp = log_probs.detach().float()
     lengths = lengths.to(dev).long()
-    packed, kept, skip_mass, skip_any = _skip_blank_frames(lp, lengths, options.blank_skip)
     k = options.beam
     alpha, beta, gamma = options.lm_weight, options.insertion_bonus, options.word_lm_weight
-    width = packed.shape[1]
     exact_cut = lm is None and lexicon is None and not beta
-    # tokens tried per frame, the m most likely ones (with the blank's column at m)
+    # tokens tried per frame: the m likeliest
     m = vsz - 1
     if options.beam_token:
         m = min(m, options.beam_token)
     elif exact_cut:
         m = min(m, k + 1)
-    cand_x, cand_tok = packed[..., 1:].topk(m, dim=2)
-    cand_tok = torch.cat([cand_tok + 1, cand_tok.new_zeros(bsz, width, 1)], 2)
-    cand_pos = torch.full((bsz, width, vsz), m, dtype=torch.long, device=dev).scatter_(
-        2, cand_tok[..., :m], torch.arange(m, device=dev).expand(bsz, width, m))
+    fr = _frames(lp, lengths, options.blank_skip, m)
+    kept, skip_mass, skip_any, width = fr.kept, fr.skip_mass, fr.skip_any, fr.x.shape[1]
     pairs = _Pairs(k, m, bsz, exact_cut, dev)
-    n_pairs, ids = pairs.n, torch.arange(k, device=dev)
+    n_pairs, own = pairs.n, torch.arange(k, device=dev) * (m + 1)  # own[i]: at[i, 0]
     by_hyp, by_tok, spread = pairs.by_hyp, pairs.by_tok, pairs.spread
-    collapse_at = skip_any[:, :width].any(0).tolist()
+    n_at = (kept[None, :] > torch.arange(width, device=dev)[:, None]).sum(1).tolist()
+    collapse_at = skip_any.any(0).tolist()
 
     # state of the beam, (B, K); only hypothesis 0, the empty prefix, is alive at first.
     # hsh is a 64-bit hash of the prefix, phsh that of the prefix less its last token;
@@ -205,27 +231,45 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
     inf_col = torch.full((bsz, 1), NEG_INF, device=dev)
     inf_k = inf_col.expand(bsz, k)
     back_k, back_tok = [], []
+    done: list[tuple[torch.Tensor, ...]] = []  # final states of the rows that have left
+    # rows that have run out of frames see pure-blank frames, which change nothing, until
+    # a quarter of the batch has: then they leave it
+    now = bsz
+    per_frame = (fr.x, fr.cand_x, fr.cand_tok, fr.cand_pos)
+    frames = zip(*(a.unbind(1) for a in per_frame), strict=True)
 
-    for t in range(width):
-        x, cx, ctok = packed[:, t], cand_x[:, t], cand_tok[:, t]
+    for t in range(width + 1):
         total = torch.logaddexp(pb, pnb)
         if collapse_at[t]:  # blank frames were skipped before this one: their mass
-            collapse = skip_any[:, t, None]
-            pb = torch.where(collapse, total + skip_mass[:, t, None], pb)
+            collapse = skip_any[:now, t, None]
+            pb = torch.where(collapse, total + skip_mass[:now, t, None], pb)
             pnb = pnb.masked_fill(collapse, NEG_INF)
             total = torch.logaddexp(pb, pnb)
+        n = n_at[t] if t < width else 0
+        if n < 0.75 * now:
+            done.append((total[n:], *(a[n:] for a in (lm_sum, lm_st, lx_st, w_st, w_sum,
+                                                       nlab))))
+            pb, pnb, total, lm_sum, nlab, last, hsh, phsh, lm_st, lx_st, w_st, w_sum = (
+                a[:n] for a in (pb, pnb, total, lm_sum, nlab, last, hsh, phsh, lm_st, lx_st,
+                                w_st, w_sum))
+            inf_col, inf_k, now = inf_col[:n], inf_k[:n], n
+            pairs.shrink(n)
+            frames = zip(*(a[:n, t:].unbind(1) for a in per_frame), strict=True)
+        if t == width:
+            break
+        x, cx, ctok, pos = next(frames)
         x_last = x.gather(1, last)  # last = 0 (the blank) only where pnb is -inf
-        rank = cand_pos[:, t].gather(1, last)  # where each prefix's last token is tried
+        rank = pos.gather(1, last)  # where each prefix's last token is tried
         # merge: hypothesis j = hypothesis i + token last[j] -> i's extension joins j
         has_parent, parent = (phsh[:, None, :] == hsh[:, :, None]).max(1)  # (B, j)
         p_pb, p_total, p_last = (a.gather(1, parent) for a in (pb, total, last))
         join = torch.where(p_last == last, p_pb, p_total) + x_last
-        stay_pnb = torch.logaddexp(pnb + x_last, join.masked_fill(~has_parent, NEG_INF))
+        stay_pnb = torch.logaddexp(pnb + x_last, torch.where(has_parent, join, NEG_INF))
         stay_pb = total + x[:, :1]
         # acoustic log-prob of every candidate's non-blank-ending part; after its own
         # last token only the blank-ending part of a prefix may extend
         ac = torch.cat([spread(by_hyp(total) + by_tok(cx)), stay_pnb, inf_col], 1)
-        ac.scatter_(1, pairs.column(ids, rank), pb + x_last)
+        ac.scatter_(1, pairs.at.gather(1, own + rank), pb + x_last)
         score = ac[:, :n_pairs]
         if beta:
             score = score + spread(by_hyp(beta * (nlab + 1)))
@@ -249,7 +293,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         if words is not None:
             stay = stay + gamma * w_sum
         # i's extension by last[j] is j itself: it joined j's stay above
-        dead = torch.where(has_parent, pairs.column(parent, rank), n_pairs + k)
+        dead = torch.where(has_parent, pairs.at.gather(1, parent * (m + 1) + rank),
+                           n_pairs + k)
         flat = torch.cat([score, stay, inf_col], 1).scatter_(1, dead, inf_k)[:, :-1]
         if options.score_threshold > 0:
             best = flat.max(1, keepdim=True).values
@@ -261,7 +306,9 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         is_ext = tok > 0
         old_hsh = hsh.gather(1, src)
         pnb = ac.gather(1, idx).masked_fill(pruned, NEG_INF)
-        pb = torch.where(is_ext | pruned, inf_k, stay_pb.gather(1, src))
+        pb = torch.where(is_ext, inf_k, stay_pb.gather(1, src))  # -inf on a pruned stay
+        if options.score_threshold > 0:  # which may prune a stay that has probability
+            pb = pb.masked_fill(pruned, NEG_INF)
         last = torch.where(is_ext, tok, last.gather(1, src))
         hsh = torch.where(is_ext, old_hsh * _HASH_MUL + tok, old_hsh).masked_fill(pruned, -2)
         phsh = torch.where(is_ext, old_hsh, phsh.gather(1, src)).masked_fill(pruned, -1)
@@ -285,11 +332,9 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         back_k.append(src)
         back_tok.append(tok)
 
-    # blank frames skipped after the last kept one of the longest rows (the shorter ones
-    # collapsed theirs in the loop), then the end-of-sentence scores
-    tail = skip_any[:, width, None]
-    total = torch.logaddexp(pb, pnb)
-    acoustic = torch.where(tail, total + skip_mass[:, width, None], total)
+    # every row's final state, in row order, then the end-of-sentence scores
+    acoustic, lm_sum, lm_st, lx_st, w_st, w_sum, nlab = (torch.cat(a) for a in
+                                                          zip(*done[::-1], strict=True))
     lm_total = lm_sum + lm.final[lm_st] if lm is not None else lm_sum
     final = acoustic + alpha * lm_total + beta * nlab
     if words is not None:  # the last word, if the line ends in one, then </s>
@@ -303,21 +348,20 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         final = torch.where(in_word | ~in_word.any(1, keepdim=True), final, NEG_INF)
     n = min(options.nbest, k)
     order = final.topk(n, dim=1).indices  # (B, N)
-    sel, toks = order, []
-    for bk, bt in zip(reversed(back_k), reversed(back_tok), strict=True):
-        toks.append(bt.gather(1, sel))
-        sel = bk.gather(1, sel)
-    seq = (torch.stack(toks[::-1], 2) if toks else
-           torch.zeros(bsz, n, 0, dtype=torch.long, device=dev)).cpu().numpy()
+    seq = torch.zeros(width, bsz, n, dtype=torch.long, device=dev)
+    sel = order
+    for t in range(width - 1, -1, -1):  # back through the pointers; row r has kept[r]
+        head = sel[:n_at[t]]
+        seq[t, :n_at[t]] = back_tok[t].gather(1, head)
+        sel = torch.cat([back_k[t].gather(1, head), sel[n_at[t]:]])
+    seq = seq.permute(1, 2, 0).cpu().numpy()
     fused, ac, lmv = (a.gather(1, order).cpu().tolist() for a in (final, acoustic, lm_total))
-    out = []
-    for b in range(bsz):
-        hyps = []
+    out: list[list[Hypothesis]] = [[] for _ in range(bsz)]
+    for i, b in enumerate(fr.rows.tolist()):
         for j in range(n):
-            if fused[b][j] == NEG_INF:
+            if fused[i][j] == NEG_INF:
                 break
-            row = seq[b, j]
-            hyps.append(Hypothesis(row[np.flatnonzero(row)].tolist(), fused[b][j], ac[b][j],
-                                   lmv[b][j]))
-        out.append(hyps)
+            row = seq[i, j]
+            out[b].append(Hypothesis(row[np.flatnonzero(row)].tolist(), fused[i][j],
+                                     ac[i][j], lmv[i][j]))
     return out
