@@ -71,10 +71,12 @@ def collate(dataset: CTCDataset, indices: Sequence[int]) -> Batch:
     )
 
 
-def bucket_batches(lengths: Sequence[int], max_frames: int, max_utts: int = 64,
+def bucket_batches(lengths: Sequence[int], max_frames: int, max_utts: int | None = None,
                    shuffle: bool = False, seed: int = 0) -> list[list[int]]:
     """Group utterances of similar length so that each batch holds at most ``max_frames``
-    padded frames; with ``shuffle``, ties are broken and batches ordered at random."""
+    padded frames (and ``max_utts`` utterances, if given: training caps them, inference
+    need not, and batched beam search gains from wide batches); with ``shuffle``, ties are
+    broken and batches ordered at random."""
     lengths = np.asarray(lengths)
     rng = np.random.default_rng(seed)
     jitter = rng.random(len(lengths)) if shuffle else np.zeros(len(lengths))
@@ -83,7 +85,8 @@ def bucket_batches(lengths: Sequence[int], max_frames: int, max_utts: int = 64,
     current: list[int] = []
     for i in order.tolist():
         longest = int(lengths[i])  # ascending order: the newcomer is the longest
-        if current and (longest * (len(current) + 1) > max_frames or len(current) >= max_utts):
+        full = max_utts is not None and len(current) >= max_utts
+        if current and (longest * (len(current) + 1) > max_frames or full):
             batches.append(current)
             current = []
         current.append(i)
