@@ -5,7 +5,9 @@
     python scripts/bench/decode.py --quick      # synthetic peaky log-probs, no model needed
 
 With --exp, the log-probs are the model's outputs on the dev split (config.yaml and best.pt
-of the experiment folder; run from the repository root, where its relative paths point).
+of the experiment folder; run from the repository root, where its relative paths point), in
+the batches recog-decode uses (at most 30,000 padded frames each): recog decodes a batch at
+once, flashlight-text and pyctcdecode one utterance at a time (their APIs).
 Prints utterances/s, each decoder's ratio to ours, the error rate against the references
 (the task's first metric: PER for TIMIT, CER for handwriting) and how often our best
 hypothesis equals flashlight's. Every decoder runs on one thread.
@@ -183,7 +185,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "error_rate": 100.0 * errors / max(n_ref, 1), "seconds": seconds})
     speed = {r["name"]: r["utt_per_s"] for r in records}
     source = "synthetic peaky log-probs" if args.quick else f"{args.exp} dev"
-    print(f"{n_utts} utterances ({source}), {len(tokens)} tokens, beam {args.beam}, "
+    print(f"{n_utts} utterances ({source}) in {len(batches)} batch(es), {len(tokens)} tokens, "
+          f"beam {args.beam}, "
           f"{args.threads} thread(s), best of {repeats}; LM: {args.lm_order}-gram KN, "
           f"weight {args.lm_weight}, bonus {args.insertion_bonus}")
     print(f"{'decoder':<20} {'beam':>4} {'LM':>3} {'utt/s':>9} {'ours / it':>9} "
