@@ -144,7 +144,7 @@ class _Pairs:
         at[hyp[:self.n], rank[:self.n]] = torch.arange(self.n)
         # column of pair (i, r): at[:, i * (m + 1) + r] (r = m: none, the spare column)
         self.at = at.to(dev).view(1, -1).expand(bsz, -1)
-        self.at_hyp = torch.arange(0, k * (m + 1), m + 1, device=dev)
+        self.own = torch.arange(0, k * (m + 1), m + 1, device=dev)  # pair (i, r): own[i] + r
         self.hyp = hyp.to(dev).expand(bsz, -1)  # per candidate column
         self.rank = rank.to(dev).expand(bsz, -1)
         self.hyp_idx, self.rank_idx = self.hyp[0, :self.n], self.rank[0, :self.n]
@@ -206,7 +206,7 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
     fr = _frames(lp, lengths, options.blank_skip, m)
     kept, skip_mass, skip_any, width = fr.kept, fr.skip_mass, fr.skip_any, fr.x.shape[1]
     pairs = _Pairs(k, m, bsz, exact_cut, dev)
-    n_pairs, own = pairs.n, torch.arange(k, device=dev) * (m + 1)  # own[i]: at[i, 0]
+    n_pairs = pairs.n
     by_hyp, by_tok, spread = pairs.by_hyp, pairs.by_tok, pairs.spread
     n_at = (kept[None, :] > torch.arange(width, device=dev)[:, None]).sum(1).tolist()
     collapse_at = skip_any.any(0).tolist()
@@ -269,7 +269,7 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         # acoustic log-prob of every candidate's non-blank-ending part; after its own
         # last token only the blank-ending part of a prefix may extend
         ac = torch.cat([spread(by_hyp(total) + by_tok(cx)), stay_pnb, inf_col], 1)
-        ac.scatter_(1, pairs.at.gather(1, own + rank), pb + x_last)
+        ac.scatter_(1, pairs.at.gather(1, pairs.own + rank), pb + x_last)
         score = ac[:, :n_pairs]
         if beta:
             score = score + spread(by_hyp(beta * (nlab + 1)))
