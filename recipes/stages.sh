@@ -14,19 +14,8 @@
 set -euo pipefail
 stage=1
 stop_stage=6
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    --experiment) experiment=$2; shift 2 ;;
-    --nproc) nproc=$2; shift 2 ;;
-    *) break ;;
-  esac
-done
-args=("hydra.searchpath=[file://$recipe_dir/conf]" "+experiment=$experiment" "$@")
-
-run_stage() { [[ $stage -le $1 && $1 -le $stop_stage ]]; }
-trap 'echo "== done in ${SECONDS}s"' EXIT
+source "$recipe_dir/../options.sh"
+args=("hydra.searchpath=[file://$recipe_dir/conf]" "+experiment=$experiment" "${overrides[@]}")
 
 if run_stage 1; then echo "== stage 1: prepare"; recog-prepare "${args[@]}"; fi
 if run_stage 2; then echo "== stage 2: features"; recog-features "${args[@]}"; fi

@@ -13,18 +13,10 @@ set -euo pipefail
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
 stage=0
 stop_stage=6
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    *) break ;;
-  esac
-done
-run_stage() { [[ $stage -le $1 && $1 -le $stop_stage ]]; }
-trap 'echo "== done in ${SECONDS}s"' EXIT
+source "$recipe_dir/../options.sh"
 search="hydra.searchpath=[file://$recipe_dir/conf]"
-scratch=("$search" "+experiment=scratch" "$@")
-tuned=("$search" "+experiment=finetuned" "$@")
+scratch=("$search" "+experiment=scratch" "${overrides[@]}")
+tuned=("$search" "+experiment=finetuned" "${overrides[@]}")
 exp=exp/finetune
 corpus=data/finetune_shifted/corpus
 
