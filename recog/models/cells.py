@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from recog.models.padded_lstm import reversal_index
+
 Tensor = torch.Tensor
 
 
@@ -275,12 +277,6 @@ class RecurrentLayer(nn.Module):
             return _CIFGFn.apply(p, self.weight_hh, sizes)
 
 
-def reverse_index(lengths: Tensor, t_len: int) -> Tensor:
-    """(T, B, 1) gather index that reverses each sequence within its length."""
-    t = torch.arange(t_len, device=lengths.device)[:, None]
-    return torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t).unsqueeze(-1)
-
-
 class StackedRecurrent(nn.Module):
     """``num_layers`` layers of one cell, uni- or bidirectional, on padded batch-first input
     (B, T, in) with lengths -> (B, T, directions * hidden), zero past each length."""
@@ -303,7 +299,7 @@ class StackedRecurrent(nn.Module):
         t_max = int(sorted_lengths[0])
         sizes = (sorted_lengths[None, :] > torch.arange(t_max)[:, None]).sum(1).tolist()
         y = x[order.to(x.device), :t_max].transpose(0, 1)  # (T, B, in), longest first
-        index = reverse_index(sorted_lengths.to(x.device), t_max)
+        index = reversal_index(sorted_lengths.to(x.device), t_max).t().unsqueeze(-1)
         for k, layer in enumerate(self.layers):
             if k and self.dropout:
                 y = nn.functional.dropout(y, self.dropout, self.training)
