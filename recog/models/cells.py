@@ -33,6 +33,26 @@ def _sig_deriv(a: Tensor) -> Tensor:
     return a * (1 - a)
 
 
+def _work(p: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The forward pass's tensors for a cell whose h_{t-1} feeds its gates: the gates (P,
+    completed in place), c (with c_0 = 0 first), tanh(c), h and h_0 = 0."""
+    d, t_len, b, _ = p.shape
+    return (p.clone(), p.new_zeros(d, t_len + 1, b, n), p.new_zeros(d, t_len, b, n),
+            p.new_zeros(d, t_len, b, n), p.new_zeros(d, b, n))
+
+
+def _dh_step(dh: Tensor, dh_out: Tensor, dgates: Tensor, ut: Tensor, t: int, bs: int
+             ) -> Tensor:
+    """d loss / d h_t of the first ``bs`` rows, written into ``dh``: from the output at t
+    and, before the last step, through the gates of step t + 1."""
+    dht = dh[:, :bs]
+    if t == dh_out.shape[1] - 1:
+        dht.copy_(dh_out[:, t, :bs])
+    else:
+        torch.baddbmm(dh_out[:, t, :bs], dgates[:, t + 1, :bs], ut, out=dht)
+    return dht
+
+
 class _GravesFn(torch.autograd.Function):
     """Gers/Graves peephole LSTM recurrence over pre-projected inputs P = W x + b.
 
@@ -42,11 +62,7 @@ class _GravesFn(torch.autograd.Function):
     def forward(ctx, p: Tensor, u: Tensor, peep: Tensor, sizes: list[int]) -> Tensor:
         d, t_len, b, g4 = p.shape
         n = g4 // 4
-        gates = p.clone()
-        c = p.new_zeros(d, t_len + 1, b, n)
-        tc = p.new_zeros(d, t_len, b, n)
-        h = p.new_zeros(d, t_len, b, n)
-        h0 = p.new_zeros(d, b, n)
+        gates, c, tc, h, h0 = _work(p, n)
         p_if, p_o = peep[:, None, 0:2], peep[:, None, 2]
         for t, bs in enumerate(sizes):
             gt = gates[:, t, :bs]
@@ -85,12 +101,7 @@ class _GravesFn(torch.autograd.Function):
         ut = u.transpose(1, 2)
         for t in range(t_len - 1, -1, -1):
             bs = sizes[t]
-            dht = dh[:, :bs]
-            if t == t_len - 1:
-                dht.copy_(dh_out[:, t, :bs])
-            else:
-                torch.baddbmm(dh_out[:, t, :bs], dgates[:, t + 1, :bs], ut, out=dht)
-            dct = dc[:, :bs]
+            dht, dct = _dh_step(dh, dh_out, dgates, ut, t, bs), dc[:, :bs]
             torch.mul(dht, q_o[:, t, :bs], out=dgv[:, t, :bs, 3])
             dct.addcmul_(dht, r[:, t, :bs])
             torch.mul(dct.unsqueeze(2), k[:, t, :bs], out=dgv[:, t, :bs, 0:3])
@@ -169,11 +180,7 @@ class _CIFGFn(torch.autograd.Function):
     def forward(ctx, p: Tensor, u: Tensor, sizes: list[int]) -> Tensor:
         d, t_len, b, g3 = p.shape
         n = g3 // 3
-        gates = p.clone()
-        c = p.new_zeros(d, t_len + 1, b, n)
-        tc = p.new_zeros(d, t_len, b, n)
-        h = p.new_zeros(d, t_len, b, n)
-        h0 = p.new_zeros(d, b, n)
+        gates, c, tc, h, h0 = _work(p, n)
         for t, bs in enumerate(sizes):
             gt = gates[:, t, :bs]
             gt.baddbmm_(h0[:, :bs] if t == 0 else h[:, t - 1, :bs], u)
@@ -206,11 +213,7 @@ class _CIFGFn(torch.autograd.Function):
         ut = u.transpose(1, 2)
         for t in range(t_len - 1, -1, -1):
             bs = sizes[t]
-            dht, dct = dh[:, :bs], dc[:, :bs]
-            if t == t_len - 1:
-                dht.copy_(dh_out[:, t, :bs])
-            else:
-                torch.baddbmm(dh_out[:, t, :bs], dgates[:, t + 1, :bs], ut, out=dht)
+            dht, dct = _dh_step(dh, dh_out, dgates, ut, t, bs), dc[:, :bs]
             torch.mul(dht, q_o[:, t, :bs], out=dgv[:, t, :bs, 0])
             dct.addcmul_(dht, r[:, t, :bs])
             torch.mul(dct.unsqueeze(2), k[:, t, :bs], out=dgv[:, t, :bs, 1:3])
