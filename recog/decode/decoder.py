@@ -80,15 +80,14 @@ def _greedy(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
 
 
 def _beam(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
-    from recog.decode.lexicon import load_lexicon, load_word_lm
+    from recog.decode.lexicon import load_lexicon
     from recog.decode.ngram import load_lm
 
     if options.word_lm and not options.lexicon:
         raise ValueError("decode.word_lm is scored through a lexicon: set decode.lexicon")
     lm = load_lm(options.lm, tokens) if options.lm else None
-    lexicon = load_lexicon(options.lexicon, tokens) if options.lexicon else None
-    words = load_word_lm(options.word_lm, options.lexicon, tokens) if options.word_lm \
-        else None
+    lexicon, words = load_lexicon(options.lexicon, tokens, options.word_lm) \
+        if options.lexicon else (None, None)
     return BeamSearch(options, tokens, lm, lexicon, words)
 
 

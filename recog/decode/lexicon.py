@@ -59,10 +59,13 @@ def _trie(words: Iterable[str], tokens: Sequence[str], source: str | Path
 def lexicon_automaton(words: Iterable[str], tokens: Sequence[str],
                       source: str | Path = "<lexicon>") -> TokenAutomaton:
     """Trie of ``words`` over the model's (character) tokens; state 0 = between words."""
-    index = {t: i for i, t in enumerate(tokens) if i > 0}
-    children, ends = _trie(words, tokens, source)
+    return _automaton(*_trie(words, tokens, source), tokens)
+
+
+def _automaton(children: list[dict[int, int]], ends: list[str | None],
+               tokens: Sequence[str]) -> TokenAutomaton:
     word_end = [e is not None for e in ends]
-    free = [i for t, i in index.items() if not t.isalpha()]  # end a word, or stay between
+    free = [i for i, t in enumerate(tokens) if i > 0 and not t.isalpha()]  # end a word
     nxt = np.full((len(children), len(tokens)), -1, dtype=np.int64)
     for node, kids in enumerate(children):
         if node == 0 or word_end[node]:
@@ -97,9 +100,12 @@ def word_lm(model: NGramModel, words: Sequence[str], tokens: Sequence[str],
             source: str | Path = "<word lm>") -> WordLM:
     """Compile a word n-gram for the lexicon of ``words`` over the model's tokens; the LM
     must give every lexicon word a unigram (a DataError names those it lacks)."""
-    vocab = word_vocabulary(words)
+    return _word_lm(model, _trie(words, tokens, source)[1], word_vocabulary(words), source)
+
+
+def _word_lm(model: NGramModel, ends: list[str | None], vocab: list[str],
+             source: str | Path) -> WordLM:
     column = {w: i + 1 for i, w in enumerate(vocab)}
-    _, ends = _trie(words, tokens, source)
     return WordLM(lm_automaton(model, ["<none>", *vocab], source),
                   torch.tensor([column[e] if e is not None else 0 for e in ends]))
 
@@ -117,11 +123,12 @@ def read_word_list(path: str | Path) -> list[str]:
     return [w for w in words if w]
 
 
-def load_lexicon(path: str | Path, tokens: Sequence[str]) -> TokenAutomaton:
-    """A word list file (characters as tokens) compiled for the model's tokens."""
-    return lexicon_automaton(read_word_list(path), tokens, path)
-
-
-def load_word_lm(path: str | Path, lexicon: str | Path, tokens: Sequence[str]) -> WordLM:
-    """A word ARPA file compiled for the lexicon file's words and the model's tokens."""
-    return word_lm(read_arpa(path), read_word_list(lexicon), tokens, path)
+def load_lexicon(path: str | Path, tokens: Sequence[str], word_lm: str | Path = ""
+                 ) -> tuple[TokenAutomaton, WordLM | None]:
+    """A word list file (characters as tokens) compiled for the model's tokens, and the
+    word ARPA file ``word_lm`` (if given) over the same trie's states."""
+    words = read_word_list(path)
+    children, ends = _trie(words, tokens, path)
+    words_lm = _word_lm(read_arpa(word_lm), ends, word_vocabulary(words), word_lm) \
+        if word_lm else None
+    return _automaton(children, ends, tokens), words_lm
