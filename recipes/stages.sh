@@ -9,12 +9,15 @@
 #   6 lm        beam search (results_beam/); a token n-gram trained on the train split with
 #               its weight and bonus tuned on dev (recog-lm), then beam + LM
 #               (results_beam_lm/) and each of $beam_extra (e.g. beam_lexicon)
+# Stage 3 runs recog-finetune instead of recog-train for experiments named finetune*.
 # Options: [--stage N] [--stop-stage N] [--experiment NAME] [--nproc N] [Hydra overrides...]
 #   --nproc N: train with N processes on this machine (torchrun, trainer=ddp)
 set -euo pipefail
 stage=1
 stop_stage=6
 source "$recipe_dir/../options.sh"
+# an experiment named finetune* starts from a checkpoint (finetune.checkpoint=...)
+if [[ $experiment == finetune* ]]; then train_verb=recog-finetune; fi
 args=("hydra.searchpath=[file://$recipe_dir/conf]" "+experiment=$experiment" "${overrides[@]}")
 
 if run_stage 1; then echo "== stage 1: prepare"; recog-prepare "${args[@]}"; fi
@@ -22,9 +25,9 @@ if run_stage 2; then echo "== stage 2: features"; recog-features "${args[@]}"; f
 if run_stage 3; then
   echo "== stage 3: train"
   if [[ ${nproc:-1} -gt 1 ]]; then
-    torchrun --standalone --nproc-per-node="$nproc" --no-python recog-train trainer=ddp "${args[@]}"
+    torchrun --standalone --nproc-per-node="$nproc" --no-python "${train_verb:-recog-train}" trainer=ddp "${args[@]}"
   else
-    recog-train "${args[@]}"
+    "${train_verb:-recog-train}" "${args[@]}"
   fi
 fi
 if run_stage 4; then echo "== stage 4: decode"; recog-decode "${args[@]}"; fi
@@ -46,7 +49,11 @@ if run_stage 6; then
   echo "== stage 6: lm"
   recog-decode "${args[@]}" decode=beam
   for method in beam_lm ${beam_extra:-}; do
-    best=$(recog-lm "${args[@]}" "decode=$method" | tee /dev/stderr | tail -n 1)
+    # captured, then printed: `tee /dev/stderr` would truncate a log that stderr points to
+    out=$(recog-lm "${args[@]}" "decode=$method")
+    echo "$out"
+    best=$(tail -n 1 <<<"$out")
+    [[ $best == decode.* ]] || best=""  # nothing tuned (e.g. isolated_word: a word list)
     # shellcheck disable=SC2086  # the tuned overrides are meant to split
     recog-decode "${args[@]}" "decode=$method" $best
   done

@@ -12,12 +12,46 @@ import torch
 from recog.features.cache import FeatureCache
 
 
+@dataclass(frozen=True)
+class GroupNormalization:
+    """Mean and standard deviation per group of utterances (each utterance its own group,
+    or one group per speaker): utterance i is normalised with row ``group[i]``."""
+
+    group: np.ndarray  # (N,) int
+    mean: np.ndarray  # (G, D)
+    std: np.ndarray  # (G, D)
+
+    @classmethod
+    def of(cls, frames: Sequence[np.ndarray], keys: Sequence[str]) -> GroupNormalization:
+        """Statistics of each key's frames pooled (keys: one per utterance)."""
+        names = list(dict.fromkeys(keys))
+        where = {k: g for g, k in enumerate(names)}
+        group = np.array([where[k] for k in keys], dtype=np.int64)
+        dim = frames[0].shape[1] if len(frames) else 0
+        s = np.zeros((len(names), dim))
+        ss, n = np.zeros_like(s), np.zeros(len(names))
+        for g, x in zip(group, frames, strict=True):
+            x = np.asarray(x, dtype=np.float64)
+            s[g] += x.sum(0)
+            ss[g] += (x * x).sum(0)
+            n[g] += len(x)
+        mean = s / np.maximum(n, 1)[:, None]
+        std = np.sqrt(np.maximum(ss / np.maximum(n, 1)[:, None] - mean * mean, 1e-10))
+        return cls(group, mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32))
+
+    def apply(self, i: int, x: np.ndarray) -> np.ndarray:
+        g = self.group[i]
+        return (x - self.mean[g]) / self.std[g]
+
+
 @dataclass
 class CTCDataset:
-    """Cached features plus integer targets, aligned by position."""
+    """Cached features plus integer targets, aligned by position; ``norm`` normalises each
+    utterance's frames by its group (per-utterance or per-speaker CMVN) as batches are made."""
 
     cache: FeatureCache
     targets: list[list[int]]
+    norm: GroupNormalization | None = None
 
     def __post_init__(self) -> None:
         if len(self.targets) != len(self.cache):
@@ -62,7 +96,8 @@ def collate(dataset: CTCDataset, indices: Sequence[int]) -> Batch:
     lengths = torch.as_tensor(dataset.lengths[list(indices)], dtype=torch.long)
     feats = np.zeros((len(indices), int(lengths.max()), dataset.cache.dim), np.float32)
     for row, i in enumerate(indices):
-        feats[row, : lengths[row]] = dataset.cache[i]
+        x = dataset.cache[i]
+        feats[row, : lengths[row]] = x if dataset.norm is None else dataset.norm.apply(i, x)
     targets = [dataset.targets[i] for i in indices]
     return Batch(
         list(indices), torch.from_numpy(feats), lengths,

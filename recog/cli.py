@@ -101,9 +101,12 @@ def decode(cfg: DictConfig) -> None:
     """recog-decode: decode splits with a checkpoint; write ref/hyp, scores and report."""
     _logging()
     c = _typed(cfg)
-    results = pipeline.decode(c)
+    results = pipeline.decode(c, _overridden_keys())
     print(pipeline.format_scores(results))
-    print(f"results in {Path(c.exp_dir) / 'results'}")
+    print(f"results in {Path(c.exp_dir) / c.decode.results}")
+    for split, scored in results["splits"].items():  # one line per figure, for scripts
+        for name, s in scored.items():
+            print(f"{split} {name} {s['error_rate']:.2f} %")
 
 
 @_verb
@@ -117,8 +120,9 @@ def lm(cfg: DictConfig) -> None:
     c = _typed(cfg)
     for kind, path in pipeline.train_lm(c).items():
         print(f"{kind}: {path}")
-    if not (c.decode.lm_weights or c.decode.insertion_bonuses or c.decode.word_lm_weights):
-        return
+    if c.decode.method != "beam" or not (c.decode.lm_weights or c.decode.insertion_bonuses
+                                         or c.decode.word_lm_weights):
+        return  # nothing to tune (isolated_word has no weights)
     rows = pipeline.tune(c)
     *options, metric = list(rows[0])
     print(" ".join(f"{o:>15}" for o in options) + f" {metric + ' %':>7}  "
@@ -204,7 +208,7 @@ def transcribe(argv: list[str] | None = None) -> None:
     rate, stereo mixed down) or ink files (IAM-OnDB XML, JSON strokes) with a checkpoint."""
     import json
 
-    from recog.transcribe import TranscribeOptions, Transcriber
+    from recog.transcribe import TranscribeOptions, Transcriber, kaldi_line
 
     p = argparse.ArgumentParser(prog="recog-transcribe", description=transcribe.__doc__)
     p.add_argument("checkpoint", type=Path, help="a best.pt written by recog-train/finetune")
@@ -218,7 +222,9 @@ def transcribe(argv: list[str] | None = None) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
     out.add_argument("--kaldi", action="store_true",
-                     help="print Kaldi text: '<file name without suffix> <tokens>' per file")
+                     help="print Kaldi text as recog-decode's hyp.txt has it: '<file name "
+                     "without suffix> <text>' per file (phones space-separated, characters "
+                     "joined)")
     args = p.parse_args(argv)
     opts = TranscribeOptions(args.beam, args.lm, args.lm_weight, args.insertion_bonus,
                              args.batch_frames, args.device)
@@ -230,7 +236,7 @@ def transcribe(argv: list[str] | None = None) -> None:
         print(json.dumps(results, ensure_ascii=False, indent=1))
     elif args.kaldi:
         for r in results:
-            print(" ".join([Path(r["file"]).stem, *r["tokens"]]))
+            print(kaldi_line(Path(r["file"]).stem, r["text"]))
     else:
         for r in results:
             print(f"{r['file']}\t{r['text']}")

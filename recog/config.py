@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from recog.augment import AugmentOptions
 from recog.data.synth.iamondb import InkSynthOptions
 from recog.data.synth.shifted import ShiftedSynthOptions
 from recog.data.synth.timit import SynthOptions
@@ -26,7 +27,7 @@ from recog.train import OptimOptions, TrainerOptions
 class CorpusConfig:
     """Which corpus and where; ``synthetic`` builds one at ``root`` when it is absent."""
 
-    name: str = "timit"  # timit | iamondb | manifest | kaldi_dir
+    name: str = "timit"  # timit | iamondb | manifest | kaldi_dir | fsdd
     root: str = MISSING
     synthetic: bool = False
     train_split: str = "train"
@@ -41,6 +42,9 @@ class CorpusConfig:
     tokens: str = "phones"  # chars | phones | list (whitespace-separated, from token_list)
     token_list: str | None = None  # file with one token per line: the vocabulary, in order
     shifted_synth: ShiftedSynthOptions = field(default_factory=ShiftedSynthOptions)
+    # FSDD (name: fsdd): split by speaker; every speaker not named here trains
+    dev_speakers: list[str] = field(default_factory=list)
+    test_speakers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -87,6 +91,7 @@ class Config:
     model: ModelOptions = field(default_factory=ModelOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
     trainer: TrainerOptions = field(default_factory=TrainerOptions)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)  # training only
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     finetune: FinetuneOptions = field(default_factory=FinetuneOptions)  # recog-finetune only
     recipe: str = "timit"

@@ -1,7 +1,9 @@
 """Fine-tuning: start from a trained checkpoint on a new corpus, even with another token set.
 
-The output layer is transferred token by token (shared tokens keep their rows, new tokens
-get fresh rows, tokens absent from the new set are dropped); the first ``freeze_layers``
+The output layer is transferred token by token (``finetune.transfer``: ``by_name``, tokens
+spelled alike keep their rows, new tokens get fresh rows, tokens absent from the new set are
+dropped; ``fresh``, every row but the blank's anew; ``auto``, by name unless the checkpoint's
+tokens and the corpus's are of different kinds, phones and characters); the first ``freeze_layers``
 BLSTM layers and, with ``freeze_front_end``, the input normalisation can be kept fixed; the
 encoder and the output layer have their own learning rates and a linear warm-up. The front
 end (feature options) and the network's shape come from the checkpoint. The rest is
@@ -11,7 +13,7 @@ end (feature options) and the network's shape come from the checkpoint. The rest
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +29,7 @@ from recog.tokens import Vocabulary
 from recog.train import OptimOptions, make_optimizer
 
 if TYPE_CHECKING:  # recog.config holds FinetuneOptions in its schema
-    from recog.config import Config
+    from recog.config import Config, CorpusConfig
 
 log = logging.getLogger("recog.finetune")
 
@@ -42,27 +44,59 @@ class FinetuneOptions:
     encoder_lr: float | None = None  # default: optim.lr
     output_lr: float | None = None  # default: optim.lr
     warmup_steps: int = 0  # learning rates rise linearly over this many steps
+    transfer: str = "auto"  # output rows: auto | by_name | fresh (see transfer_rule)
 
 
-def transfer_output(model: CTCModel, old: Vocabulary, new: Vocabulary,
-                    seed: int = 0) -> tuple[CTCModel, dict[str, list[str]]]:
-    """A copy of ``model`` whose output layer is over ``new``: rows of tokens in both sets
-    (blank included) are copied, new tokens get freshly initialised rows; also returns the
-    kept, new and dropped tokens."""
+TRANSFER_RULES = ("auto", "by_name", "fresh")
+
+
+def token_kind(corpus: Mapping | CorpusConfig) -> str:
+    """What a corpus config's tokens are: ``phones`` (TIMIT, or ``tokens: phones``),
+    ``chars`` (``tokens: chars``, ink, FSDD) or ``list`` (a token list: its own kind, whose
+    spellings say nothing more); ``corpus`` is a CorpusConfig or its dict form (a
+    checkpoint's ``config["corpus"]``), absent keys taking CorpusConfig's defaults."""
+    c = corpus if isinstance(corpus, Mapping) else vars(corpus)
+    name = c.get("name", "timit")
+    if name == "timit":
+        return "phones"
+    if name in ("iamondb", "fsdd") or c.get("modality") == "ink":
+        return "chars"
+    return str(c.get("tokens", "phones"))
+
+
+def transfer_rule(option: str, old_kind: str, new_kind: str) -> str:
+    """``by_name`` or ``fresh``: the option itself, or for ``auto`` by name unless one side is
+    phones and the other characters (a token list may be either, so it transfers by name)."""
+    if option not in TRANSFER_RULES:
+        raise ValueError(f"finetune.transfer must be one of {', '.join(TRANSFER_RULES)}, "
+                         f"not {option!r}")
+    if option != "auto":
+        return option
+    return "fresh" if {old_kind, new_kind} == {"phones", "chars"} else "by_name"
+
+
+def transfer_output(model: CTCModel, old: Vocabulary, new: Vocabulary, seed: int = 0,
+                    rule: str = "by_name") -> tuple[CTCModel, dict[str, list[str]]]:
+    """A copy of ``model`` whose output layer is over ``new``: with ``by_name`` rows of tokens
+    in both sets (blank included) are copied and new tokens get freshly initialised rows;
+    with ``fresh`` only the blank's row is copied. Also returns the kept, new and dropped
+    tokens."""
+    if rule not in ("by_name", "fresh"):
+        raise ValueError(f"transfer rule must be by_name or fresh, not {rule!r}")
     torch.manual_seed(seed)
     out = CTCModel(model.input_dim, len(new), model.options)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("output.")}
     out.load_state_dict(state, strict=False)
-    old_index = old.index
+    old_index = old.index if rule == "by_name" else {new.tokens[0]: old.index[old.tokens[0]]}
     kept = [t for t in new.tokens if t in old_index]
     with torch.no_grad():
         for i, t in enumerate(new.tokens):
             if t in old_index:
                 out.output.weight[i] = model.output.weight[old_index[t]]
                 out.output.bias[i] = model.output.bias[old_index[t]]
-    new_set = set(new.tokens)
+    kept_set = set(kept) if rule == "fresh" else set(new.tokens)
     return out, {"kept": kept, "new": [t for t in new.tokens if t not in old_index],
-                 "dropped": [t for t in old.tokens if t not in new_set]}
+                 "dropped": [t for t in old.tokens if t not in kept_set]}
 
 
 def freeze_layers(model: CTCModel, k: int) -> list[str]:
@@ -134,8 +168,10 @@ def apply_checkpoint_setup(cfg: Config, payload: dict, checkpoint: str | Path,
         mine = getattr(current, key)
         if mine != value and ("features" in overridden or full in overridden):
             raise DataError(checkpoint, f"{full}: the checkpoint was trained with {value!r}, "
-                            f"the configuration asks for {mine!r}; a fine-tuned model keeps "
+                            f"the configuration asks for {mine!r}; a trained model keeps "
                             "its front end (drop the override)")
+        if mine != value:
+            log.info("%s=%r: the checkpoint's (the configuration has %r)", full, value, mine)
     features = replace(cfg.features, **{front_end: wanted})
     return replace(cfg, features=features, model=ModelOptions.from_dict(payload["model_options"]))
 
@@ -149,22 +185,27 @@ def finetune(cfg: Config, opts: FinetuneOptions, overridden: Collection[str] = (
         raise ValueError("finetune.checkpoint is required (the best.pt to start from)")
     base, old_vocab, payload = load_checkpoint(opts.checkpoint)
     cfg = apply_checkpoint_setup(cfg, payload, opts.checkpoint, overridden)
-    transfer: dict[str, list[str]] = {}
+    old_kind = token_kind((payload.get("config") or {}).get("corpus") or {})
+    new_kind = token_kind(cfg.corpus)
+    rule = transfer_rule(opts.transfer, old_kind, new_kind)
+    transfer: dict[str, object] = {}
 
     def init(vocab: Vocabulary, train_cache: FeatureCache
              ) -> tuple[CTCModel, torch.optim.Optimizer]:
         if train_cache.dim != base.input_dim:
             raise DataError(opts.checkpoint, f"the checkpoint takes {base.input_dim}-dim "
                             f"features, the corpus gives {train_cache.dim}")
-        model, moved = transfer_output(base, old_vocab, vocab, cfg.trainer.seed)
-        transfer.update(moved)
+        model, moved = transfer_output(base, old_vocab, vocab, cfg.trainer.seed, rule)
+        transfer.update(moved, rule=rule)
         if not opts.freeze_front_end:
             mean, std = feature_stats(train_cache)
             model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
         frozen = freeze_layers(model, opts.freeze_layers)
-        log.info("fine-tuning %s: %d tokens kept, %d new %s, %d dropped %s; %d tensors "
-                 "frozen", opts.checkpoint, len(moved["kept"]), len(moved["new"]),
-                 moved["new"], len(moved["dropped"]), moved["dropped"], len(frozen))
+        log.info("fine-tuning %s: output rows transferred %s (finetune.transfer=%s, %s "
+                 "tokens to %s): %d tokens kept, %d new %s, %d dropped %s; %d tensors "
+                 "frozen", opts.checkpoint, rule, opts.transfer, old_kind, new_kind,
+                 len(moved["kept"]), len(moved["new"]), moved["new"], len(moved["dropped"]),
+                 moved["dropped"], len(frozen))
         return model, build_optimizer(model, cfg.optim, opts)
 
     config = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)

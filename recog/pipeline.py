@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from recog import distributed
-from recog.batching import CTCDataset
+from recog.augment import AugmentOptions, SpecAugment, perturbed_copies
+from recog.batching import CTCDataset, GroupNormalization
 from recog.config import Config
-from recog.data import iamondb, manifest, timit
+from recog.data import fsdd, iamondb, manifest, timit
 from recog.data.timit_speakers import SPLIT_SIZES
 from recog.data.utterance import (
     Corpus,
@@ -35,6 +36,7 @@ from recog.metrics import Score, score, write_score, write_text, write_trn
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel, ctc_min_frames
 from recog.tasks import InkTask, SpeechTask, Task, TimitTask
+from recog.threads import set_threads
 from recog.tokens import Vocabulary
 from recog.train import fit, run_model
 
@@ -90,6 +92,15 @@ def _read_kaldi_dir(cfg: Config) -> Corpus:
     return Corpus(root, {s: manifest.read_kaldi_dir(root / s, tokenizer) for s in _splits(cfg)})
 
 
+def _read_fsdd(cfg: Config) -> Corpus:
+    """FSDD's own layout, split by speaker (``corpus.dev_speakers``, ``test_speakers``)."""
+    c = cfg.corpus
+    if len(c.test_splits) != 1:
+        raise ValueError("corpus=fsdd has one test split (its speakers: corpus.test_speakers)")
+    return fsdd.read_fsdd(c.root, c.dev_speakers, c.test_speakers,
+                          (c.train_split, c.dev_split, c.test_splits[0]), cfg.data.skip_bad)
+
+
 def _byo_task(cfg: Config) -> Task:
     c = cfg.corpus
     if c.modality == "ink":
@@ -121,6 +132,7 @@ CORPORA: dict[str, CorpusKind] = {
         lambda s: f"-/{iamondb.PUBLISHED_LINES[s]}" if s in iamondb.PUBLISHED_LINES else ""),
     "manifest": CorpusKind(_read_manifest, _byo_task),
     "kaldi_dir": CorpusKind(_read_kaldi_dir, _byo_task),
+    "fsdd": CorpusKind(_read_fsdd, lambda cfg: SpeechTask(cfg.features.audio, "chars")),
 }
 
 
@@ -191,12 +203,16 @@ def load_split(cfg: Config, split: str) -> list[Utterance]:
 
 
 # --------------------------------------------------------------------------- features
-def features(cfg: Config, split: str) -> FeatureCache:
+def features(cfg: Config, split: str, utts: list[Utterance] | None = None,
+             name: str | None = None, key: dict | None = None) -> FeatureCache:
     """The feature cache of one split (built if its inputs or configuration changed); an
-    utterance whose features are bad stops it, unless ``data.skip_bad`` (then it is listed)."""
+    utterance whose features are bad stops it, unless ``data.skip_bad`` (then it is listed).
+    ``utts``, ``name`` and ``key`` give another utterance list (the training copies), its
+    cache name and what else enters the cache key."""
     task = get_task(cfg)
-    cache = build_cache(load_split(cfg, split), task.extract, task.feature_key,
-                        cfg.data.cache_dir, split, progress=cfg.trainer.progress,
+    utts = load_split(cfg, split) if utts is None else utts
+    cache = build_cache(utts, task.extract, {**task.feature_key, **(key or {})},
+                        cfg.data.cache_dir, name or split, progress=cfg.trainer.progress,
                         skip_bad=cfg.data.skip_bad)
     if cache.bad and not cfg.data.skip_bad:  # built earlier with skip_bad
         raise next(iter(cache.bad.values()))
@@ -204,16 +220,31 @@ def features(cfg: Config, split: str) -> FeatureCache:
 
 
 def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None = None,
-            rejections: Rejections | None = None, max_frames: int | None = None
+            rejections: Rejections | None = None, max_frames: int | None = None,
+            normalize: str = "global", augment: AugmentOptions | None = None
             ) -> tuple[CTCDataset, list[Utterance]]:
-    """Cached features and encoded targets of a split. Bad items: features that could not be
-    computed, an utterance longer than ``max_frames`` (a batch's frame budget: it alone would
-    exceed the memory planned per batch), a token outside ``vocab`` and, with a model,
-    labels that cannot fit their output frames under CTC."""
+    """Cached features and encoded targets of a split, normalised per utterance or per
+    speaker if ``normalize`` says so (``global``: by the model itself). Bad items: features
+    that could not be computed, an utterance longer than ``max_frames`` (a batch's frame
+    budget: it alone would exceed the memory planned per batch), a token outside ``vocab``
+    and, with a model, labels that cannot fit their output frames under CTC. With
+    ``augment`` asking for copies, the split is replaced by its perturbed copies (training);
+    a perturbed copy that does not fit is left out with a warning, not an error."""
     rejections = rejections if rejections is not None else Rejections()
     task = get_task(cfg)
     utts = load_split(cfg, split)
-    cache = features(cfg, split)
+    copies = augment is not None and augment.copies
+    if copies:
+        if not isinstance(task, SpeechTask | TimitTask):
+            raise ValueError("augment.speed_factors and augment.noise_prob perturb audio: "
+                             "they are for speech corpora")
+        utts = perturbed_copies(utts, augment)
+        copy_key = {k: v for k, v in augment.as_dict().items()
+                    if k in ("speed_factors", "noise_prob", "noise_snr", "seed")}
+        cache = features(cfg, split, utts, f"{split}-perturbed", {"perturb": copy_key})
+        dropped = Rejections(skip_bad=True)
+    else:
+        cache = features(cfg, split)
     index = vocab.index
     jsonl = Path(cfg.prepare.out) / f"{split}.jsonl"
     keep, targets = [], []
@@ -237,18 +268,38 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
         if model is not None:
             frames = int(model.output_lengths(torch.tensor(int(cache.lengths[i]))))
             if frames < ctc_min_frames(ids):
-                rejections.add(DataError(
+                (dropped if copies and u.extra.get("speed", 1.0) != 1.0 else rejections).add(
+                    DataError(
                     u.source, f"utterance {u.id}: {frames} output frames cannot hold its "
                     f"{len(ids)} labels under CTC (needs {ctc_min_frames(ids)}); "
                     "lower model.stack"))
                 continue
         keep.append(i)
         targets.append(ids)
+    if copies and dropped.items:
+        log.warning("left out %d speed-perturbed training copies whose labels do not fit "
+                    "their frames (first: %s)", len(dropped), dropped.items[0])
     if not keep:
         raise DataError(jsonl, f"no utterance of split {split!r} is usable")
     if len(keep) < len(utts):
         cache, utts = cache.subset(keep), [utts[i] for i in keep]
-    return CTCDataset(cache, targets), utts
+    return CTCDataset(cache, targets, normalization(normalize, cache, utts)), utts
+
+
+NORMALIZATIONS = ("global", "utterance", "speaker")
+
+
+def normalization(mode: str, cache: FeatureCache, utts: list[Utterance]
+                  ) -> GroupNormalization | None:
+    """Input CMVN of ``model.normalize``: None for ``global`` (the model applies the
+    training set's statistics), else statistics per utterance or per speaker of the split
+    (as Kaldi's per-speaker CMVN: a test speaker's own unlabelled frames)."""
+    if mode not in NORMALIZATIONS:
+        raise ValueError(f"unknown model.normalize {mode!r}; known: {', '.join(NORMALIZATIONS)}")
+    if mode == "global":
+        return None
+    keys = [u.id if mode == "utterance" else u.speaker for u in utts]
+    return GroupNormalization.of([cache[i] for i in range(len(cache))], keys)
 
 
 # --------------------------------------------------------------------------- train
@@ -272,8 +323,7 @@ def train(cfg: Config, config_dict: dict, init: ModelInit | None = None) -> dict
 def _train(cfg: Config, config_dict: dict, init: ModelInit | None) -> dict:
     task = get_task(cfg)
     exp_dir = Path(cfg.exp_dir)
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(cfg.trainer.num_threads)
+    set_threads(cfg.trainer.num_threads)
     torch.manual_seed(cfg.trainer.seed)
     train_split, dev_split = cfg.corpus.train_split, cfg.corpus.dev_split
     vocab = task.vocabulary(load_split(cfg, train_split))
@@ -282,14 +332,16 @@ def _train(cfg: Config, config_dict: dict, init: ModelInit | None) -> dict:
         optimizer = None
         if init is None:
             model = CTCModel(train_cache.dim, len(vocab), cfg.model)
-            mean, std = feature_stats(train_cache)
-            model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+            if cfg.model.normalize == "global":  # else the data arrive normalised
+                mean, std = feature_stats(train_cache)
+                model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
         else:
             model, optimizer = init(vocab, train_cache)
         rejections = Rejections(cfg.data.skip_bad)
-        budget = cfg.trainer.batch_frames
-        train_set, _ = dataset(cfg, train_split, vocab, model, rejections, budget)
-        dev_set, _ = dataset(cfg, dev_split, vocab, model, rejections, budget)
+        budget, norm = cfg.trainer.batch_frames, model.options.normalize
+        train_set, _ = dataset(cfg, train_split, vocab, model, rejections, budget, norm,
+                               cfg.augment)
+        dev_set, _ = dataset(cfg, dev_split, vocab, model, rejections, budget, norm)
     skipped = [e.as_dict() for e in rejections.items]
     for e in rejections.items:
         log.warning("skipped: %s", e)
@@ -302,33 +354,50 @@ def _train(cfg: Config, config_dict: dict, init: ModelInit | None) -> dict:
              asdict(cfg.model), n_params, len(vocab), train_split, len(train_set),
              int(train_set.lengths.sum()), dev_split, len(dev_set))
     normalize = next(iter(task.metrics.values()))
+    spec = None
+    if cfg.augment.spec_augment:
+        blocks = cfg.features.audio.delta_order + 1 if isinstance(
+            task, SpeechTask | TimitTask) else 1
+        spec = SpecAugment(cfg.augment, blocks, model.feat_mean)
     result = fit(model, vocab, train_set, dev_set, cfg.optim, cfg.trainer, exp_dir,
-                 config_dict, normalize, optimizer)
+                 config_dict, normalize, optimizer, spec)
     result["skipped"] = skipped
     return result
 
 
 # --------------------------------------------------------------------------- decode
-def _load_model(cfg: Config) -> tuple[CTCModel, Vocabulary, dict, Path, torch.device]:
+def _load_model(cfg: Config, overridden: Collection[str] = ()
+                ) -> tuple[Config, CTCModel, Vocabulary, dict, Path, torch.device]:
+    """The checkpoint's model, and ``cfg`` with the checkpoint's front end and network
+    options: features computed otherwise would not be what the model was trained on. A
+    feature key the user set (``overridden``) to another value is an error naming it."""
+    from recog.finetune import apply_checkpoint_setup
+
     exp_dir = Path(cfg.exp_dir)
     ckpt = Path(cfg.decode.checkpoint)
     ckpt = ckpt if ckpt.is_file() else exp_dir / cfg.decode.checkpoint
     device = torch.device(cfg.trainer.device)
     model, vocab, payload = load_checkpoint(ckpt, device)
-    return model.to(device), vocab, payload, ckpt, device
+    if (payload.get("config") or {}).get("features"):  # else: an older, bare checkpoint
+        cfg = apply_checkpoint_setup(cfg, payload, ckpt, overridden)
+    else:
+        log.warning("%s holds no front-end options: features as configured", ckpt)
+    set_threads(cfg.trainer.num_threads)
+    return cfg, model.to(device), vocab, payload, ckpt, device
 
 
-def decode(cfg: Config) -> dict:
+def decode(cfg: Config, overridden: Collection[str] = ()) -> dict:
     """Decode each split with the experiment's checkpoint and ``decode.method``; write
     ref/hyp (Kaldi text and sclite trn, as scored), scores.json and report.md into
-    ``exp_dir/<decode.results>``."""
+    ``exp_dir/<decode.results>``. Features are computed with the checkpoint's front end
+    (``overridden``: the dotted keys the user set; one that contradicts it is an error)."""
     with exp_lock(cfg.exp_dir, "recog-decode"):
-        return _decode(cfg)
+        return _decode(cfg, overridden)
 
 
-def _decode(cfg: Config) -> dict:
+def _decode(cfg: Config, overridden: Collection[str] = ()) -> dict:
     exp_dir = Path(cfg.exp_dir)
-    model, vocab, payload, ckpt, device = _load_model(cfg)
+    cfg, model, vocab, payload, ckpt, device = _load_model(cfg, overridden)
     decoder = make_decoder(cfg.decode, vocab.tokens)
     results_dir = exp_dir / cfg.decode.results
     task = get_task(cfg)
@@ -337,7 +406,8 @@ def _decode(cfg: Config) -> dict:
                      "metrics": list(task.metrics), "splits": {}}
     for split in cfg.decode_splits:
         ds, utts = dataset(cfg, split, vocab, rejections=rejections,
-                           max_frames=cfg.decode.batch_frames)
+                           max_frames=cfg.decode.batch_frames,
+                           normalize=model.options.normalize)
         hyps: dict[str, list[str]] = {}
         for batch, log_probs, out_lens in run_model(model, ds, cfg.decode.batch_frames, device):
             inside = torch.arange(log_probs.shape[1], device=device)[None] < out_lens[:, None]
@@ -387,14 +457,18 @@ def train_lm(cfg: Config) -> dict[str, str]:
     from recog.decode.lexicon import word_vocabulary, words_of
     from recog.decode.ngram import train_kneser_ney, write_arpa
 
-    if not cfg.decode.lm:
-        raise ValueError("set decode.lm to the ARPA file to write (e.g. decode=beam_lm)")
-    _, vocab, _, _, _ = _load_model(cfg)
+    if not (cfg.decode.lm or cfg.decode.lexicon):
+        raise ValueError("set decode.lm (the ARPA file to write) or decode.lexicon (the word "
+                         "list), e.g. decode=beam_lm")
+    _, _, vocab, _, _, _ = _load_model(cfg)
     task = get_task(cfg)
     utts = load_split(cfg, cfg.corpus.train_split)
     labels = [task.targets(u) for u in utts]
-    write_arpa(train_kneser_ney(labels, cfg.decode.lm_order, vocab.tokens[1:]), cfg.decode.lm)
-    written = {"lm": cfg.decode.lm}
+    written = {}
+    if cfg.decode.lm:
+        write_arpa(train_kneser_ney(labels, cfg.decode.lm_order, vocab.tokens[1:]),
+                   cfg.decode.lm)
+        written["lm"] = cfg.decode.lm
     if cfg.decode.word_lm and not cfg.decode.lexicon:
         raise ValueError("decode.word_lm is trained over the lexicon: set decode.lexicon")
     if cfg.decode.lexicon:
@@ -414,9 +488,9 @@ def tune(cfg: Config) -> list[dict]:
     """Grid search of ``decode.lm_weights`` x ``decode.insertion_bonuses`` (x
     ``decode.word_lm_weights``) on the dev split (the model runs once); rows, each with
     its options and the first metric, sorted best first."""
-    model, vocab, _, _, device = _load_model(cfg)
+    cfg, model, vocab, _, _, device = _load_model(cfg)
     task = get_task(cfg)
-    ds, utts = dataset(cfg, cfg.corpus.dev_split, vocab)
+    ds, utts = dataset(cfg, cfg.corpus.dev_split, vocab, normalize=model.options.normalize)
     with torch.no_grad():
         outputs = [(batch.indices, lp, n) for batch, lp, n in
                    run_model(model, ds, cfg.decode.batch_frames, device)]
@@ -460,6 +534,8 @@ def pictures(cfg: Config, model: CTCModel, vocab: Vocabulary, task: Task, ds: CT
     paths.append(plots.confusion_matrix(pairs, labels, out / f"confusion_{name}.png",
                                         f"{cfg.name}: {name} confusions ({len(utts)} utts)"))
     feats = np.array(ds.cache[0])  # a writable copy of the memory-mapped frames
+    if ds.norm is not None:
+        feats = ds.norm.apply(0, feats)
     model.eval()
     with torch.no_grad():
         log_probs, _ = model(torch.from_numpy(feats)[None].to(device),

@@ -17,6 +17,7 @@ from recog.data.manifest import read_strokes
 from recog.data.utterance import DataError, Utterance
 from recog.features.audio import AudioFeatureOptions, audio_features
 from recog.features.pen import PenFeatureOptions, normalize_ink, pen_features, resample
+from recog.features.perturb import perturb
 from recog.tokens import Vocabulary, fold_timit, timit_vocabulary
 
 Normalizer = Callable[[Sequence[str]], Sequence[str]]
@@ -67,7 +68,8 @@ def speech_features(utt: Utterance, opts: AudioFeatureOptions) -> torch.Tensor:
     """Audio features of an utterance (its segment, when it has an offset or duration)."""
     samples, rate = read_audio(utt.source, utt.extra.get("offset", 0.0),
                                utt.extra.get("duration"))
-    return audio_features(torch.from_numpy(samples), rate, opts)
+    waveform = perturb(torch.from_numpy(samples), rate, utt.extra)  # training copies only
+    return audio_features(waveform, rate, opts)
 
 
 @dataclass

@@ -70,7 +70,7 @@ class TrainerOptions:
     device: str = "cpu"  # cpu | cuda (under torchrun: each process's own GPU)
     precision: str = "fp32"  # fp32 | bf16: autocast of the model; the CTC loss stays float32
     loader_workers: int = 0  # DataLoader processes collating batches (0: in this process)
-    num_threads: int = 0  # torch intra-op threads; 0 = torch's default
+    num_threads: int = 0  # torch intra-op threads; 0 = auto (recog.threads: half the cores)
     max_bad_steps: int = 20  # consecutive non-finite losses before giving up
     resume: bool = True  # continue from last.pt when the experiment folder has one
     checkpoint_every: int = 200  # also write last.pt every this many steps (0: epoch ends)
@@ -269,7 +269,8 @@ class _EpochStats:
 def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCDataset,
         optim: OptimOptions, trainer: TrainerOptions, exp_dir: str | Path, config: dict,
         normalize: Callable[[Sequence[str]], Sequence[str]] = tuple,
-        optimizer: torch.optim.Optimizer | None = None) -> dict:
+        optimizer: torch.optim.Optimizer | None = None,
+        augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict:
     """Train until ``opts.epochs`` or early stopping; write best.pt/last.pt; return history.
 
     ``best.pt`` is chosen on the dev error rate only. With ``trainer.resume`` and an existing
@@ -277,6 +278,8 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
     and the position within the epoch). Inside a torch.distributed process group (torchrun)
     each process trains on its share of every step's batch and rank 0 evaluates and writes.
     ``optimizer`` replaces the configured one (fine-tuning: param groups, frozen layers).
+    ``augment`` (features, lengths) -> features changes each training batch (SpecAugment);
+    evaluation and decoding never see it.
     """
     exp_dir, opts = Path(exp_dir), trainer
     world = current_world()
@@ -363,6 +366,8 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                 with noise:
                     for a in range(opts.accumulate):
                         batch = next(loader)
+                        if augment is not None:
+                            batch.feats = augment(batch.feats, batch.lengths)
                         real = shares[(s - first) * opts.accumulate + a][1]
                         sync = a == opts.accumulate - 1 or not world.active
                         with nullcontext() if sync else net.no_sync():

@@ -48,6 +48,12 @@ def make_decoder(opts: TranscribeOptions, tokens: Sequence[str]) -> Decoder:
                                      insertion_bonus=opts.insertion_bonus), tokens)
 
 
+def kaldi_line(key: str, text: str) -> str:
+    """One line of Kaldi text as ``recog-decode`` writes hyp.txt: the key, then the task's
+    text (phones space-separated, characters joined: the words)."""
+    return f"{key} {text}".rstrip()
+
+
 def checkpoint_config(payload: dict, path: str | Path) -> Config:
     """The typed config a checkpoint was trained with (a token list file is not needed:
     the vocabulary is in the checkpoint)."""

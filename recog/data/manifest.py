@@ -71,14 +71,32 @@ def read_token_list(path: str | Path) -> tuple[str, ...]:
     return tuple(tokens)
 
 
-def _check_source(source: Path, where: Path, line: int, modality: str) -> None:
+FRAME_SHIFT = 0.01  # seconds a segment may run past its audio's end (one feature frame)
+
+
+def _check_source(source: Path, where: Path, line: int, modality: str) -> float | None:
+    """Check that the source file exists (and is whole audio); the audio's duration in
+    seconds (soundfile's header, no decoding), None for ink."""
     if not source.is_file():
         raise DataError(where, f"{source}: no such file", line)
-    if modality == "speech":
-        try:
-            audio_info(source)
-        except DataError as e:
-            raise DataError(where, f"{source}: {e.reason}", line) from None
+    if modality != "speech":
+        return None
+    try:
+        info = audio_info(source)
+    except DataError as e:
+        raise DataError(where, f"{source}: {e.reason}", line) from None
+    return info.frames / info.rate
+
+
+def _check_within(segment: dict, source: Path, seconds: float | None, where: Path,
+                  line: int) -> None:
+    """A segment (offset, duration) must end within its audio, give or take a frame shift."""
+    if seconds is None or not segment:
+        return
+    end = segment.get("offset", 0.0) + segment.get("duration", 0.0)
+    if end > seconds + FRAME_SHIFT:
+        raise DataError(where, f"segment ends at {end:.3f}s, past the end of {source} "
+                        f"({seconds:.3f}s)", line)
 
 
 def _segment(d: dict, path: Path, line: int) -> dict:
@@ -130,12 +148,13 @@ def read_manifest(path: str | Path, tokenizer: Tokenizer, modality: str = "speec
             raise DataError(path, f"utterance id {uid!r} appears twice", n)
         seen.add(uid)
         source = (path.parent / str(d["source"])).resolve()
-        _check_source(source, path, n, modality)
+        seconds = _check_source(source, path, n, modality)
+        segment = _segment(d, path, n)
+        _check_within(segment, source, seconds, path, n)
         tokens = tokenizer(d["tokens"] if "tokens" in d else d["text"], path, n)
         text = d.get("text") if isinstance(d.get("text"), str) else " ".join(tokens)
         speaker = d.get("speaker", d.get("writer", uid))
-        out.append(Utterance(uid, str(speaker), str(source), tokens, text,
-                             _segment(d, path, n)))
+        out.append(Utterance(uid, str(speaker), str(source), tokens, text, segment))
     return out
 
 
@@ -170,9 +189,10 @@ def read_kaldi_dir(folder: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
     for key, (fields, n) in wavs.items():
         if fields[-1] == "|" or len(fields) > 1:
             raise DataError(wav_scp, f"{key}: only file paths are supported, not commands", n)
-    out = []
+    out, seconds = [], {}  # recording -> its duration, read once
     for uid, (words, n) in texts.items():
         extra: dict = {}
+        seg_line = 0
         if segments is not None:
             if uid not in segments:
                 raise DataError(folder / "segments", f"no segment for utterance {uid!r}")
@@ -194,7 +214,9 @@ def read_kaldi_dir(folder: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
             raise DataError(wav_scp, f"no recording {rec!r} (for utterance {uid!r})")
         (wav,), wav_line = wavs[rec]
         source = Path(wav).resolve()
-        _check_source(source, wav_scp, wav_line, "speech")
+        if rec not in seconds:
+            seconds[rec] = _check_source(source, wav_scp, wav_line, "speech")
+        _check_within(extra, source, seconds[rec], folder / "segments", seg_line)
         if uid not in spk:
             raise DataError(folder / "utt2spk", f"no speaker for utterance {uid!r}")
         tokens = tokenizer(" ".join(words), folder / "text", n)

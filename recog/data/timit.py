@@ -130,17 +130,36 @@ def read_utterance(phn: Path, speaker: str, dialect: str) -> Utterance:
     )
 
 
+def _unlabelled_audio(spk_dir: Path, drop_sa: bool) -> list[DataError]:
+    """One rejection per audio file of a speaker folder with no .PHN beside it (a NIST
+    original and its ``.WAV.wav`` copy count once, as the original)."""
+    names = {p.name.lower(): p for p in spk_dir.iterdir()}
+    out = []
+    for name, path in sorted(names.items()):
+        stem = name.removesuffix(".wav")
+        if stem == name or (stem.endswith(".wav") and stem in names):  # not audio, a copy
+            continue
+        stem = stem.removesuffix(".wav")
+        if f"{stem}.phn" not in names and not (drop_sa and stem.startswith("sa")):
+            out.append(DataError(path, f"no .PHN for {path.name}"))
+    return out
+
+
 def read_timit(root: str | Path, *, drop_sa: bool = True, skip_bad: bool = False) -> Corpus:
-    """Read every utterance of a TIMIT tree and sort them into the four standard splits."""
+    """Read every utterance of a TIMIT tree and sort them into the four standard splits.
+    Audio without a .PHN is listed among the rejections (not an error by itself)."""
     tree = find_timit_root(root)
     rejections = Rejections(skip_bad)
     by_part: dict[str, list[Utterance]] = {"train": [], "test": []}
+    unlabelled: dict[str, list[tuple[str, DataError]]] = {"train": [], "test": []}
     for part in by_part:
         part_dir = _child(tree, part)
         if part_dir is None:
             continue
         for dr in sorted(p for p in part_dir.iterdir() if _DIALECT.fullmatch(p.name)):
             for spk_dir in sorted(p for p in dr.iterdir() if p.is_dir()):
+                unlabelled[part] += [(spk_dir.name.lower(), e)
+                                     for e in _unlabelled_audio(spk_dir, drop_sa)]
                 for phn in sorted(spk_dir.glob("*")):
                     if phn.suffix.lower() != ".phn":
                         continue
@@ -159,8 +178,15 @@ def read_timit(root: str | Path, *, drop_sa: bool = True, skip_bad: bool = False
         "test": [u for u in by_part["test"] if u.speaker in core],
         "test_full": by_part["test"],
     }
+    speakers = {"train": None, "dev": dev, "test": core, "test_full": None}
+    no_phn = [e for errors in unlabelled.values() for _, e in errors]
     for name, utts in splits.items():
-        if not utts:
-            rejections.add(DataError(tree, f"split {name!r} is empty: no utterance of its "
-                                     "speakers was found in this tree"))
-    return Corpus(tree, splits, rejections.items)
+        if utts:
+            continue
+        part = "train" if name == "train" else "test"
+        missed = [e for spk, e in unlabelled[part] if speakers[name] is None or spk in
+                  speakers[name]]
+        why = (f"{len(missed)} audio file(s) of its speakers had no .PHN" if missed else
+               "no utterance of its speakers was found in this tree")
+        rejections.add(DataError(tree, f"split {name!r} is empty: {why}"))
+    return Corpus(tree, splits, no_phn + rejections.items)

@@ -4,12 +4,15 @@ n best hypotheses and their scores. The method is a name resolved by a small reg
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 
+from recog.data.utterance import DataError
 from recog.decode.automaton import TokenAutomaton
 from recog.decode.beam import BeamOptions, Hypothesis, check_inputs, prefix_beam_search
 from recog.decode.greedy import greedy_decode
@@ -18,9 +21,10 @@ from recog.decode.lexicon import WordLM
 
 @dataclass
 class DecodeOptions(BeamOptions):
-    """``decode.method`` (greedy | beam | flashlight) and its options; ``lm`` is an ARPA
-    token n-gram, ``lexicon`` a word list and ``word_lm`` an ARPA word n-gram over it (the
-    last two beam only), empty for none."""
+    """``decode.method`` (greedy | beam | flashlight | isolated_word) and its options;
+    ``lm`` is an ARPA token n-gram, ``lexicon`` a word list and ``word_lm`` an ARPA word
+    n-gram over it (the last two beam only; isolated_word needs the lexicon), empty for
+    none."""
 
     method: str = "greedy"
     lm: str = ""
@@ -75,6 +79,71 @@ class BeamSearch:
         return [h[0].tokens if h else [] for h in self.nbest(log_probs, lengths)]
 
 
+class IsolatedWordDecoder:
+    """Exactly one word per utterance: of the lexicon's words (spelt in the model's
+    character tokens), the one with the highest CTC probability, summed over all its
+    alignments by torch's CTC forward pass. A word too long for an utterance's frames has
+    probability 0; an utterance no word fits decodes to nothing. Costs one CTC forward per
+    word and utterance: meant for small vocabularies (digits, commands, a grammar's list)."""
+
+    def __init__(self, words: Sequence[str], tokens: Sequence[str],
+                 source: str = "<lexicon>", nbest: int = 1, max_cells: int = 1 << 24):
+        index = {t: i for i, t in enumerate(tokens) if i > 0}
+        self.words = sorted(set(words))
+        unknown = [w for w in self.words if any(c not in index for c in w)]
+        if unknown:
+            raise DataError(source, f"word(s) {unknown[:5]} cannot be spelt with the model's "
+                            "tokens")
+        if not self.words:
+            raise DataError(source, "the lexicon holds no word")
+        self.spellings = [[index[c] for c in w] for w in self.words]
+        self.n, self.max_cells = nbest, max_cells  # cells: frames x pairs x tokens per call
+
+    def scores(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, W) log P(word | utterance) for every word of the lexicon."""
+        check_inputs(log_probs, lengths)
+        b, t, v = log_probs.shape
+        lp = log_probs.float().transpose(0, 1)  # (T, B, V)
+        lengths = lengths.to(log_probs.device)
+        out = torch.empty(b, len(self.words), device=log_probs.device)
+        chunk = max(1, self.max_cells // max(t * b * v, 1))
+        for start in range(0, len(self.words), chunk):
+            spelt = self.spellings[start:start + chunk]
+            w = len(spelt)
+            targets = torch.tensor([c for s in spelt for c in s] * b, device=lp.device)
+            target_lens = torch.tensor([len(s) for s in spelt] * b, device=lp.device)
+            nll = F.ctc_loss(lp.repeat_interleave(w, dim=1), targets,
+                             lengths.repeat_interleave(w), target_lens, blank=0,
+                             reduction="none", zero_infinity=False)
+            out[:, start:start + w] = -nll.view(b, w)
+        return out
+
+    def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
+        scores = self.scores(log_probs, lengths).cpu()
+        out = []
+        for row in scores:
+            order = torch.argsort(row, descending=True).tolist()
+            out.append([Hypothesis(self.spellings[k], float(row[k]), float(row[k]), 0.0)
+                        for k in order[:max(self.n, 1)] if math.isfinite(float(row[k]))])
+        return out
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        return [h[0].tokens if h else [] for h in self.nbest(log_probs, lengths)]
+
+
+def _isolated_word(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
+    from recog.decode.lexicon import read_word_list
+
+    if not options.lexicon:
+        raise ValueError("decode.method=isolated_word chooses among the words of "
+                         "decode.lexicon: set it (recog-lm writes the training text's words)")
+    if options.lm or options.word_lm:
+        raise ValueError("decode.method=isolated_word takes no LM (every word is one "
+                         "utterance): unset decode.lm and decode.word_lm")
+    return IsolatedWordDecoder(read_word_list(options.lexicon), tokens, options.lexicon,
+                               options.nbest)
+
+
 def _greedy(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
     return GreedyDecoder()
 
@@ -103,7 +172,8 @@ def _flashlight(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
 
 
 DECODERS: dict[str, Callable[[DecodeOptions, Sequence[str]], Decoder]] = {
-    "greedy": _greedy, "beam": _beam, "flashlight": _flashlight}
+    "greedy": _greedy, "beam": _beam, "flashlight": _flashlight,
+    "isolated_word": _isolated_word}
 
 
 def make_decoder(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:

@@ -39,6 +39,9 @@ class ModelOptions:
     dropout: float = 0.0
     stack: int = 1  # frames stacked (and the frame rate divided) before the first layer
     frontend: str = "none"  # none | convlstm (scans time over feature maps along frequency)
+    # input CMVN: global (the training set's statistics, kept in the model), utterance or
+    # speaker (each utterance or speaker normalised by its own frames before the model)
+    normalize: str = "global"
     peephole: PeepholeOptions = field(default_factory=PeepholeOptions)
     convlstm: ConvLSTMOptions = field(default_factory=ConvLSTMOptions)
 

@@ -1,0 +1,127 @@
+"""Training-time data augmentation, all off by default, seeded, and never applied when
+decoding (decoders and ``recog-transcribe`` never see these options):
+
+- SpecAugment (Park et al. 2019) on each training batch through torchaudio's transform:
+  frequency masks (the same bands in every delta block), time masks, optional time warp;
+  masked values are the training mean, so they read as 0 once the model normalises;
+- perturbed copies of the training utterances, made once and cached (as Kaldi's
+  speed-perturbed training sets are): one copy per speed factor, each copy noisy with
+  probability ``noise_prob`` at an SNR drawn uniformly from ``noise_snr`` (dB). The draw of
+  each copy depends only on ``seed`` and the utterance id.
+
+The waveform side lives in ``recog.features.perturb``; this module knows no modality.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+import torchaudio.transforms as T
+
+from recog.data.utterance import Utterance
+
+
+@dataclass
+class AugmentOptions:
+    """The ``augment`` config group (recorded in config.yaml with the rest)."""
+
+    spec_augment: bool = False
+    freq_masks: int = 2  # masks per utterance over the feature bands
+    freq_width: int = 8  # F: each covers up to this many bands (of every delta block)
+    time_masks: int = 2
+    time_width: int = 20  # T: each covers up to this many frames ...
+    time_fraction: float = 0.2  # ... and at most this fraction of the utterance
+    time_warp: int = 0  # W: warp the time axis by up to this many frames (0: off)
+    speed_factors: list[float] = field(default_factory=lambda: [1.0])  # one copy each
+    noise_prob: float = 0.0  # chance that a copy gets additive white noise ...
+    noise_snr: list[float] = field(default_factory=lambda: [10.0, 30.0])  # ... at this SNR
+    seed: int = 0
+
+    @property
+    def copies(self) -> bool:
+        """Whether the training set is replaced by perturbed copies of itself."""
+        return list(self.speed_factors) != [1.0] or self.noise_prob > 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def check(self) -> None:
+        if not self.speed_factors or any(f <= 0 for f in self.speed_factors):
+            raise ValueError(f"augment.speed_factors must be positive, not "
+                             f"{list(self.speed_factors)}")
+        if len(self.noise_snr) != 2 or self.noise_snr[0] > self.noise_snr[1]:
+            raise ValueError(f"augment.noise_snr is [low, high] in dB, not "
+                             f"{list(self.noise_snr)}")
+        if not 0 <= self.noise_prob <= 1 or not 0 <= self.time_fraction <= 1:
+            raise ValueError("augment.noise_prob and augment.time_fraction lie in [0, 1]")
+
+
+def perturbed_copies(utts: Sequence[Utterance], opts: AugmentOptions) -> list[Utterance]:
+    """One copy of every utterance per speed factor, ids suffixed ``-sp<factor>`` (none for
+    1.0) and ``-n<snr>`` when noisy; the perturbation is in ``extra`` (``speed``,
+    ``noise_snr``, ``noise_seed``) for the front end to apply."""
+    opts.check()
+    out = []
+    for factor in opts.speed_factors:
+        for u in utts:
+            rng = np.random.default_rng([opts.seed, zlib.crc32(f"{u.id}/{factor}".encode())])
+            extra, suffix = dict(u.extra), ""
+            if factor != 1.0:
+                extra["speed"], suffix = float(factor), f"-sp{factor:g}"
+            if rng.random() < opts.noise_prob:
+                snr = float(rng.uniform(*opts.noise_snr))
+                extra["noise_snr"], extra["noise_seed"] = snr, int(rng.integers(2**31))
+                suffix += f"-n{snr:.1f}"
+            out.append(replace(u, id=u.id + suffix, extra=extra))
+    return out
+
+
+class SpecAugment:
+    """SpecAugment of padded (B, T, D) features within each utterance's length.
+
+    ``blocks`` is how many delta blocks the feature vector holds (a frequency mask covers
+    the same bands in each); ``mean`` (D,) is what masked values become (the model's input
+    mean). Random draws come from torch's global generator, whose state training saves and
+    restores, so a resumed run draws the same masks."""
+
+    def __init__(self, opts: AugmentOptions, blocks: int, mean: torch.Tensor):
+        self.opts, self.blocks, self.mean = opts, blocks, mean.detach().float().cpu()
+        self.masks = T.SpecAugment(opts.time_masks, opts.time_width, opts.freq_masks,
+                                   opts.freq_width, iid_masks=False, p=opts.time_fraction,
+                                   zero_masking=True)
+
+    def __call__(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        out = feats.clone()
+        d = feats.shape[2]
+        if d % self.blocks:
+            raise ValueError(f"{d} feature dimensions do not split into {self.blocks} blocks")
+        for b, n in enumerate(lengths.tolist()):
+            x = feats[b, :n] - self.mean  # (n, D), centred: masks fill in the mean
+            if self.opts.time_warp > 0:
+                x = time_warp(x, self.opts.time_warp)
+            x = self.masks(x.T.reshape(self.blocks, d // self.blocks, n))
+            out[b, :n] = x.reshape(d, n).T + self.mean
+        return out
+
+
+def time_warp(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Move a random frame c (away from the ends) to c + w, w uniform in [-W, W], stretching
+    the frames before it and squeezing those after it (or the other way round) linearly:
+    SpecAugment's time warp, on (T, D) features."""
+    n = x.shape[0]
+    if n <= 2 * width + 1:
+        return x
+    c = int(torch.randint(width + 1, n - width, (1,)))
+    w = int(torch.randint(-width, width + 1, (1,)))
+    if w == 0:
+        return x
+    y = x.T[None]  # (1, D, T)
+    left = torch.nn.functional.interpolate(y[..., :c], size=c + w, mode="linear",
+                                           align_corners=False)
+    right = torch.nn.functional.interpolate(y[..., c:], size=n - c - w, mode="linear",
+                                            align_corners=False)
+    return torch.cat([left, right], dim=2)[0].T
