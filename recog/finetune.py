@@ -184,7 +184,9 @@ def finetune(cfg: Config, opts: FinetuneOptions, overridden: Collection[str] = (
     if not opts.checkpoint:
         raise ValueError("finetune.checkpoint is required (the best.pt to start from)")
     base, old_vocab, payload = load_checkpoint(opts.checkpoint)
+    normalize = cfg.model.normalize  # the one model option fine-tuning may change
     cfg = apply_checkpoint_setup(cfg, payload, opts.checkpoint, overridden)
+    cfg = replace(cfg, model=replace(cfg.model, normalize=normalize))
     old_kind = token_kind((payload.get("config") or {}).get("corpus") or {})
     new_kind = token_kind(cfg.corpus)
     rule = transfer_rule(opts.transfer, old_kind, new_kind)
@@ -197,7 +199,14 @@ def finetune(cfg: Config, opts: FinetuneOptions, overridden: Collection[str] = (
                             f"features, the corpus gives {train_cache.dim}")
         model, moved = transfer_output(base, old_vocab, vocab, cfg.trainer.seed, rule)
         transfer.update(moved, rule=rule)
-        if not opts.freeze_front_end:
+        if normalize != model.options.normalize:  # the data arrive normalised by group
+            if opts.freeze_front_end or normalize == "global":
+                raise ValueError(f"model.normalize={normalize}: fine-tuning may move a "
+                                 f"model from global to per-{normalize} normalisation only "
+                                 "with finetune.freeze_front_end=false")
+            model.options = replace(model.options, normalize=normalize)
+            model.set_normalization(torch.zeros(model.input_dim), torch.ones(model.input_dim))
+        elif not opts.freeze_front_end and normalize == "global":
             mean, std = feature_stats(train_cache)
             model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
         frozen = freeze_layers(model, opts.freeze_layers)

@@ -132,7 +132,8 @@ CORPORA: dict[str, CorpusKind] = {
         lambda s: f"-/{iamondb.PUBLISHED_LINES[s]}" if s in iamondb.PUBLISHED_LINES else ""),
     "manifest": CorpusKind(_read_manifest, _byo_task),
     "kaldi_dir": CorpusKind(_read_kaldi_dir, _byo_task),
-    "fsdd": CorpusKind(_read_fsdd, lambda cfg: SpeechTask(cfg.features.audio, "chars")),
+    "fsdd": CorpusKind(_read_fsdd, lambda cfg: SpeechTask(  # the ten words' letters
+        cfg.features.audio, "chars", tuple(sorted(set("".join(fsdd.DIGIT_WORDS)))))),
 }
 
 

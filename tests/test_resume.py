@@ -82,6 +82,34 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(
     _resume_and_compare(data, exp, reference)
 
 
+def test_resume_with_spec_augment_draws_the_same_masks(tmp_path: Path) -> None:
+    """SpecAugment draws from the generator state last.pt saves: killed and resumed, the run
+    ends where an uninterrupted one does (and the masks did change the training)."""
+    tiny_corpus(tmp_path / "data")
+    proc = _run(tmp_path / "data", tmp_path / "straight", "specaug=1")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    reference = torch.load(tmp_path / "straight/last.pt", weights_only=False)
+    plain = _run(tmp_path / "data", tmp_path / "plain")
+    assert plain.wait(timeout=120) == 0
+    unmasked = torch.load(tmp_path / "plain/last.pt", weights_only=False)
+    assert reference["history"][0]["train_loss"] != unmasked["history"][0]["train_loss"]
+    exp = tmp_path / "exp"
+    proc = _run(tmp_path / "data", exp, "slow=0.03", "specaug=1")
+    deadline = time.monotonic() + 120
+    while not (exp / "last.pt").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "no last.pt written"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=120)
+    resumed = _run(tmp_path / "data", exp, "specaug=1")
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, out + err
+    final = torch.load(exp / "last.pt", weights_only=False)
+    for key, value in reference["model"].items():
+        assert torch.allclose(value, final["model"][key], rtol=0, atol=1e-6), key
+
+
 def test_out_of_memory_names_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                        ) -> None:
     train_set, dev_set = tiny_corpus(tmp_path / "data")

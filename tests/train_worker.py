@@ -2,7 +2,7 @@
 group comes from torchrun's environment variables when they are set).
 
 ``python -m tests.train_worker DATA EXP [trainer.KEY=V] [optim.KEY=V] [model.dropout=P]
-[slow=SECONDS]`` trains on
+[slow=SECONDS] [specaug=1]`` trains on
 the random corpus ``tiny_corpus(DATA)`` into EXP and writes ``EXP/seen-<rank>.json``: the
 utterance indices of every training micro-batch it ran, in order.
 """
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from recog import distributed, train
+from recog.augment import AugmentOptions, SpecAugment
 from recog.batching import CTCDataset
 from recog.data.utterance import Utterance
 from recog.features.cache import build_cache
@@ -58,9 +59,11 @@ def _options(cls: type, base: dict, overrides: dict[str, str]) -> object:
     return cls(**base)
 
 
-def run(data: Path, exp: Path, overrides: dict[str, str], slow: float = 0.0) -> dict:
+def run(data: Path, exp: Path, overrides: dict[str, str], slow: float = 0.0,
+        spec_augment: bool = False) -> dict:
     """Build the tiny model and fit it (in this process's place of the process group);
-    ``overrides`` are ``trainer.*``, ``optim.*`` and ``model.dropout`` values."""
+    ``overrides`` are ``trainer.*``, ``optim.*`` and ``model.dropout`` values; with
+    ``spec_augment`` every training batch is masked (recog.augment.SpecAugment)."""
     torch.set_num_threads(1)
     groups: dict[str, dict[str, str]] = {"trainer": {}, "optim": {}, "model": {}}
     for key, value in overrides.items():
@@ -88,8 +91,10 @@ def run(data: Path, exp: Path, overrides: dict[str, str], slow: float = 0.0) -> 
         train.ctc_loss = recording_loss
         exp.mkdir(parents=True, exist_ok=True)
         try:
+            augment = SpecAugment(AugmentOptions(spec_augment=True, freq_width=2,
+                                                 time_width=4), 1, torch.zeros(DIM))
             return train.fit(model, VOCAB, train_set, dev_set, optim, opts, exp,
-                             {"tiny": True})
+                             {"tiny": True}, augment=augment if spec_augment else None)
         finally:
             train.ctc_loss = loss_fn
             (exp / f"seen-{world.rank}.json").write_text(json.dumps(seen))
@@ -101,8 +106,9 @@ def main(argv: list[str]) -> None:
     data, exp, *rest = argv
     overrides = dict(a.split("=", 1) for a in rest)
     slow = float(overrides.pop("slow", 0.0))
+    spec = overrides.pop("specaug", "0") == "1"
     try:
-        run(Path(data), Path(exp), overrides, slow)
+        run(Path(data), Path(exp), overrides, slow, spec)
     except (train.Interrupted, distributed.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(128 + e.signum if isinstance(e, train.Interrupted) else 1)

@@ -1,0 +1,108 @@
+"""Augmentation: each kind is deterministic for a seed, does what it says (checked against
+numpy computations of the masks, lengths and SNRs), and never reaches decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recog.augment import AugmentOptions, SpecAugment, perturbed_copies, time_warp
+from recog.batching import GroupNormalization
+from recog.data.utterance import Utterance
+from recog.features.perturb import perturb
+
+
+def _spec(opts: AugmentOptions, seed: int, blocks: int = 3) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(99)
+    feats = torch.randn(3, 50, 3 * 10, generator=gen) + 5.0
+    lengths = torch.tensor([50, 37, 20])
+    mean = torch.full((30,), 5.0)
+    torch.manual_seed(seed)
+    return feats, lengths, mean, SpecAugment(opts, blocks, mean)(feats, lengths)
+
+
+def test_spec_augment_is_deterministic_for_a_seed() -> None:
+    opts = AugmentOptions(spec_augment=True, freq_width=4, time_width=10)
+    a = _spec(opts, 0)[-1]
+    b = _spec(opts, 0)[-1]
+    c = _spec(opts, 1)[-1]
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_spec_augment_masks_bands_of_every_block_and_frames_within_lengths() -> None:
+    opts = AugmentOptions(spec_augment=True, freq_masks=1, freq_width=6, time_masks=1,
+                          time_width=10, time_fraction=1.0)
+    feats, lengths, mean, out = _spec(opts, 3)
+    masked = (out == mean) & (feats != mean)  # (B, T, D): a masked value is the mean
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.equal(out[b, n:], feats[b, n:])  # padding untouched
+        m = masked[b, :n].numpy()
+        frames = m.all(axis=1)  # time-masked frames: every dimension
+        cols = m[~frames].all(axis=0) if (~frames).any() else np.zeros(30, bool)
+        blocks = cols.reshape(3, 10)
+        assert (blocks == blocks[0]).all()  # the same bands in each delta block
+        assert blocks[0].sum() < 6 and frames.sum() < 10
+        changed = (out[b, :n] != feats[b, :n]).numpy()
+        assert (changed == (frames[:, None] | cols[None, :])).all()  # nothing else moved
+
+
+def test_time_warp_keeps_the_length_and_the_end_frames() -> None:
+    x = torch.arange(40.0)[:, None].repeat(1, 2)
+    torch.manual_seed(0)
+    y = time_warp(x, 5)
+    assert y.shape == x.shape
+    assert y[0, 0] == pytest.approx(x[0, 0], abs=0.5) and y[-1, 0] == pytest.approx(39, abs=0.5)
+    assert bool((y[1:, 0] >= y[:-1, 0]).all())  # monotone: a warp, not a shuffle
+
+
+def _utts() -> list[Utterance]:
+    return [Utterance(f"u{i}", "s", f"/x/u{i}.wav", ("a",)) for i in range(20)]
+
+
+def test_perturbed_copies_are_one_per_factor_and_seeded() -> None:
+    opts = AugmentOptions(speed_factors=[0.9, 1.0, 1.1], noise_prob=0.5, seed=4)
+    copies = perturbed_copies(_utts(), opts)
+    assert len(copies) == 60
+    assert [c.extra.get("speed", 1.0) for c in copies[::20]] == [0.9, 1.0, 1.1]
+    assert copies[0].id.startswith("u0-sp0.9") and copies[20].id.split("-")[0] == "u0"
+    noisy = [c for c in copies if "noise_snr" in c.extra]
+    assert 15 < len(noisy) < 45 and all(10 <= c.extra["noise_snr"] <= 30 for c in noisy)
+    again = perturbed_copies(_utts(), opts)
+    assert [c.id for c in again] == [c.id for c in copies]
+    other = perturbed_copies(_utts(), AugmentOptions(speed_factors=[0.9, 1.0, 1.1],
+                                                     noise_prob=0.5, seed=5))
+    assert [c.id for c in other] != [c.id for c in copies]
+    with pytest.raises(ValueError, match="speed_factors"):
+        perturbed_copies(_utts(), AugmentOptions(speed_factors=[0.0]))
+
+
+def test_speed_changes_length_and_pitch_and_noise_has_its_snr() -> None:
+    rate = 8000
+    t = np.arange(rate) / rate
+    tone = torch.from_numpy((0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+    fast = perturb(tone, rate, {"speed": 1.1}).numpy()
+    assert len(fast) == pytest.approx(rate / 1.1, abs=2)
+    peak = np.argmax(np.abs(np.fft.rfft(fast))) * rate / len(fast)  # Hz
+    assert peak == pytest.approx(440 * 1.1, abs=3)
+    noisy = perturb(tone, rate, {"noise_snr": 12.0, "noise_seed": 7}).numpy()
+    noise = noisy - tone.numpy()
+    snr = 10 * np.log10((tone.numpy() ** 2).sum() / (noise ** 2).sum())
+    assert snr == pytest.approx(12.0, abs=0.01)
+    assert np.array_equal(noisy, perturb(tone, rate, {"noise_snr": 12.0,
+                                                      "noise_seed": 7}).numpy())
+    assert torch.equal(perturb(tone, rate, {}), tone)
+
+
+def test_group_normalization_matches_numpy_per_speaker() -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.normal(k, 1 + k, (n, 3)).astype(np.float32)
+              for k, n in zip([0, 1, 0, 2], [5, 7, 9, 4], strict=True)]
+    keys = ["a", "b", "a", "c"]
+    norm = GroupNormalization.of(frames, keys)
+    pooled_a = np.concatenate([frames[0], frames[2]])
+    expected = (frames[2] - pooled_a.mean(0)) / pooled_a.std(0)
+    assert np.allclose(norm.apply(2, frames[2]), expected, atol=1e-5)
+    alone = (frames[3] - frames[3].mean(0)) / frames[3].std(0)
+    assert np.allclose(norm.apply(3, frames[3]), alone, atol=1e-5)

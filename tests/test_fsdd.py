@@ -1,0 +1,77 @@
+"""The FSDD reader on six real FSDD recordings (tests/fixtures/fsdd, CC BY-SA 4.0): speaker
+splits, the digit words, both layouts, and the errors a user meets."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recog.data.fsdd import read_fsdd
+from recog.data.utterance import DataError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fsdd"
+
+
+def test_splits_by_speaker_with_the_digit_words() -> None:
+    corpus = read_fsdd(FIXTURES, dev_speakers=["lucas"], test_speakers=["jackson"])
+    ids = {split: [u.id for u in utts] for split, utts in corpus.splits.items()}
+    assert ids == {"train": ["george_0_0", "george_7_3", "nicolas_5_7"],
+                   "dev": ["lucas_1_2"], "test": ["jackson_3_1", "jackson_9_4"]}
+    test = corpus.splits["test"]
+    assert [u.text for u in test] == ["three", "nine"]
+    assert test[0].tokens == ("t", "h", "r", "e", "e")
+    assert {u.speaker for u in test} == {"jackson"}
+    assert test[1].source == str(FIXTURES / "recordings" / "9_jackson_4.wav")
+    assert corpus.rejected == []
+
+
+def test_flat_layout_reads_the_same(tmp_path: Path) -> None:
+    for wav in (FIXTURES / "recordings").glob("*.wav"):
+        shutil.copy(wav, tmp_path / wav.name)
+    corpus = read_fsdd(tmp_path, ["lucas"], ["jackson"])
+    assert [u.id for u in corpus.splits["train"]] == ["george_0_0", "george_7_3",
+                                                      "nicolas_5_7"]
+
+
+def test_a_named_speaker_absent_from_the_folder_is_an_error_naming_it() -> None:
+    with pytest.raises(DataError, match=r"test_speakers: speaker\(s\) \['theo'\]"):
+        read_fsdd(FIXTURES, ["lucas"], ["theo"])
+    with pytest.raises(DataError, match="both dev_speakers and test_speakers"):
+        read_fsdd(FIXTURES, ["lucas"], ["lucas"])
+
+
+def test_bad_names_and_audio_name_the_file(tmp_path: Path) -> None:
+    for wav in (FIXTURES / "recordings").glob("*.wav"):
+        shutil.copy(wav, tmp_path / wav.name)
+    (tmp_path / "hello.wav").write_bytes(b"not audio")
+    with pytest.raises(DataError, match=r"hello\.wav: not an FSDD file name"):
+        read_fsdd(tmp_path, ["lucas"], ["jackson"])
+    (tmp_path / "hello.wav").unlink()
+    (tmp_path / "4_george_9.wav").write_bytes(b"RIFF garbage")
+    with pytest.raises(DataError, match=r"4_george_9\.wav: unreadable audio"):
+        read_fsdd(tmp_path, ["lucas"], ["jackson"])
+    corpus = read_fsdd(tmp_path, ["lucas"], ["jackson"], skip_bad=True)
+    assert [Path(e.path).name for e in corpus.rejected] == ["4_george_9.wav"]
+    assert len(corpus.splits["train"]) == 3
+
+
+def test_recog_prepare_corpus_fsdd(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", "from recog.cli import prepare; prepare()", "corpus=fsdd",
+         f"corpus.root={FIXTURES}", "corpus.dev_speakers=[lucas]",
+         "corpus.test_speakers=[jackson]", f"prepare.out={tmp_path}"],
+        capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = {line.split()[0]: line.split()[1:5] for line in run.stdout.splitlines()[2:5]}
+    # speakers, utterances, letters (tokens), letters scored (CER)
+    assert rows == {"train": ["2", "3", "13", "13"], "dev": ["1", "1", "3", "3"],
+                    "test": ["1", "2", "9", "9"]}
+    bad = subprocess.run(
+        [sys.executable, "-c", "from recog.cli import prepare; prepare()", "corpus=fsdd",
+         f"corpus.root={FIXTURES}", "corpus.test_speakers=[theo]", f"prepare.out={tmp_path}"],
+        capture_output=True, text=True)
+    assert bad.returncode == 2 and "['theo']" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,83 @@
+"""The FSDD path end to end on six real recordings: train with every augmentation on, then
+decode: the checkpoint's front end is used whatever the configuration says (an explicit
+contradicting override is an error naming the key), the augmentation options never change
+a decoding, and the log says how many threads torch uses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recog.threads import choose_threads
+from tests.test_fsdd import FIXTURES
+
+AUGMENT = ["augment.spec_augment=true", "augment.speed_factors=[0.9,1.0,1.1]",
+           "augment.noise_prob=0.5", "augment.time_warp=2"]
+
+
+def _verb(verb: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    common = ["corpus=fsdd", f"corpus.root={FIXTURES}", "corpus.dev_speakers=[lucas]",
+              "corpus.test_speakers=[jackson]", f"prepare.out={tmp_path / 'prep'}",
+              f"exp_dir={tmp_path / 'exp'}", "trainer.progress=false"]
+    return subprocess.run([sys.executable, "-c", f"from recog.cli import {verb}; {verb}()",
+                           *common, *args], capture_output=True, text=True, cwd=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("fsdd")
+    assert _verb("prepare", tmp).returncode == 0
+    run = _verb("train", tmp, "features.audio.sample_rate=8000", "features.audio.num_mel_bins=20",
+                "model.hidden=8", "model.layers=1", "model.normalize=speaker",
+                "trainer.epochs=1", *AUGMENT)
+    assert run.returncode == 0, run.stderr
+    assert "torch threads: " in run.stdout
+    assert "train 9 utts" in run.stdout  # three speeds of the three training recordings
+    return tmp
+
+
+def _hyps(tmp: Path) -> str:
+    return (tmp / "exp" / "results" / "test" / "hyp.txt").read_text()
+
+
+def test_decode_uses_the_checkpoints_front_end(trained: Path) -> None:
+    matching = _verb("decode", trained, "features.audio.sample_rate=8000",
+                     "features.audio.num_mel_bins=20")
+    assert matching.returncode == 0, matching.stderr
+    expected = _hyps(trained)
+    default = _verb("decode", trained)  # the configuration's 16 kHz, 40 bands
+    assert default.returncode == 0, default.stderr
+    assert "features.audio.sample_rate=8000: the checkpoint's" in default.stdout
+    assert _hyps(trained) == expected
+    caches = sorted(p.name for p in (trained / "prep" / "features").glob("test-*.json"))
+    assert len(caches) == 1  # no second cache of 16 kHz features was built
+    wrong = _verb("decode", trained, "features.audio.sample_rate=16000")
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "features.audio.sample_rate: the checkpoint was trained with 8000" in wrong.stderr
+
+
+def test_augmentation_never_reaches_decoding(trained: Path) -> None:
+    plain = _verb("decode", trained)
+    assert plain.returncode == 0, plain.stderr
+    expected = _hyps(trained)
+    augmented = _verb("decode", trained, *AUGMENT)
+    assert augmented.returncode == 0, augmented.stderr
+    assert _hyps(trained) == expected
+    assert plain.stdout.splitlines()[-4:] == augmented.stdout.splitlines()[-4:]
+
+
+def test_thread_default_takes_half_the_cores_per_local_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert choose_threads(0) == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert choose_threads(0) == 2
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert choose_threads(0) == 1  # a 2-core machine: never both cores per process
+    assert choose_threads(3) == 3
+    with pytest.raises(ValueError, match="num_threads"):
+        choose_threads(-1)
