@@ -243,9 +243,9 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
         copy_key = {k: v for k, v in augment.as_dict().items()
                     if k in ("speed_factors", "noise_prob", "noise_snr", "seed")}
         cache = features(cfg, split, utts, f"{split}-perturbed", {"perturb": copy_key})
-        dropped = Rejections(skip_bad=True)
     else:
         cache = features(cfg, split)
+    dropped = Rejections(skip_bad=True)  # sped-up copies that no longer fit: a warning
     index = vocab.index
     jsonl = Path(cfg.prepare.out) / f"{split}.jsonl"
     keep, targets = [], []
@@ -269,15 +269,15 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
         if model is not None:
             frames = int(model.output_lengths(torch.tensor(int(cache.lengths[i]))))
             if frames < ctc_min_frames(ids):
-                (dropped if copies and u.extra.get("speed", 1.0) != 1.0 else rejections).add(
-                    DataError(
+                sink = dropped if u.extra.get("speed", 1.0) != 1.0 else rejections
+                sink.add(DataError(
                     u.source, f"utterance {u.id}: {frames} output frames cannot hold its "
                     f"{len(ids)} labels under CTC (needs {ctc_min_frames(ids)}); "
                     "lower model.stack"))
                 continue
         keep.append(i)
         targets.append(ids)
-    if copies and dropped.items:
+    if dropped.items:
         log.warning("left out %d speed-perturbed training copies whose labels do not fit "
                     "their frames (first: %s)", len(dropped), dropped.items[0])
     if not keep:

@@ -16,32 +16,19 @@ from recog.cli import score, transcribe
 from recog.config import Config, CorpusConfig, PrepareConfig
 from recog.data.manifest import Tokenizer, read_kaldi_dir, read_manifest
 from recog.data.timit import read_timit
-from recog.data.utterance import DataError, Utterance
-from recog.features.pen import PenFeatureOptions
+from recog.data.utterance import DataError
 from recog.finetune import FinetuneOptions, finetune, token_kind, transfer_rule
-from recog.models.checkpoint import load_checkpoint, save_checkpoint
-from recog.tasks import InkTask
+from recog.models.checkpoint import load_checkpoint
 from recog.tokens import Vocabulary
-from tests.iamondb_tree import stroke_xml
 from tests.test_finetune import _checkpoint
-from tests.test_transcribe import _config, _overfit
+from tests.test_transcribe import ink_checkpoint
 from tests.timit_tree import make_tree
 
 # 1. recog-transcribe --kaldi prints what hyp.txt holds
 
 
 def test_kaldi_output_scores_like_hyp_txt(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    task = InkTask(PenFeatureOptions())
-    texts = ["ab", "ba b", "abba"]
-    paths, feats = [], []
-    for k, text in enumerate(texts):
-        paths.append(tmp_path / f"line{k}.xml")
-        paths[-1].write_text(stroke_xml(text))
-        feats.append(task.extract(Utterance(f"l{k}", "w", str(paths[-1]), tuple(text))))
-    vocab = Vocabulary.from_symbols([" ", "a", "b"])
-    model = _overfit(feats, [list(t) for t in texts], vocab)
-    ckpt = tmp_path / "ink.pt"
-    save_checkpoint(ckpt, model, vocab, _config(name="iamondb", root="/x"))
+    ckpt, paths = ink_checkpoint(tmp_path)
     transcribe([str(ckpt), "--kaldi", str(paths[1]), str(paths[2])])
     out = capsys.readouterr().out
     (tmp_path / "hyp.txt").write_text(out)

@@ -109,7 +109,9 @@ def test_stereo_is_mixed_down(tmp_path: Path) -> None:
     assert rate == 8000 and np.allclose(mono, 0.75 * x)
 
 
-def test_ink_xml_and_json_strokes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def ink_checkpoint(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A character model overfitted on three ink lines ("ab", "ba b", "abba") written as
+    IAM-OnDB XML files ``line0..2.xml`` in ``tmp_path``: its checkpoint and the files."""
     task = InkTask(PenFeatureOptions())
     texts = ["ab", "ba b", "abba"]
     paths, feats = [], []
@@ -121,6 +123,11 @@ def test_ink_xml_and_json_strokes(tmp_path: Path, capsys: pytest.CaptureFixture)
     model = _overfit(feats, [list(t) for t in texts], vocab)
     ckpt = tmp_path / "ink.pt"
     save_checkpoint(ckpt, model, vocab, _config(name="iamondb", root="/x"))
+    return ckpt, paths
+
+
+def test_ink_xml_and_json_strokes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ckpt, paths = ink_checkpoint(tmp_path)
     as_json = tmp_path / "line1.json"
     as_json.write_text(json.dumps({"strokes": [s.tolist() for s in read_strokes(paths[1])]}))
     transcribe([str(ckpt), str(paths[0]), str(as_json), "--json"])
