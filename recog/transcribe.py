@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from recog.batching import bucket_batches
+from recog.batching import GroupNormalization, bucket_batches
 from recog.config import Config
 from recog.data.utterance import DataError, Utterance
 from recog.decode.decoder import DecodeOptions
@@ -108,6 +108,10 @@ class Transcriber:
         features are computed (so a bad file fails before any output) and then decoded in
         length-bucketed batches."""
         feats = [self.features(f) for f in files]
+        if self.model.options.normalize != "global":  # no speakers here: each file alone
+            norm = GroupNormalization.of([f.numpy() for f in feats], [str(i) for i in
+                                                                     range(len(feats))])
+            feats = [torch.from_numpy(norm.apply(i, f.numpy())) for i, f in enumerate(feats)]
         decode = make_decoder(self.opts, self.vocab.tokens)
         device = torch.device(self.opts.device)
         out: list[dict] = [{} for _ in files]

@@ -28,22 +28,27 @@ from tests.timit_tree import RATE, utterance
 
 
 def _overfit(feats: list[torch.Tensor], labels: list[list[str]], vocab: Vocabulary,
-             steps: int = 400) -> CTCModel:
-    """A one-layer BLSTM trained on these utterances until greedy decoding gives them back."""
+             steps: int = 400, normalize: str = "global") -> CTCModel:
+    """A one-layer BLSTM trained on these utterances until greedy decoding gives them back;
+    with ``normalize="utterance"`` on each utterance standardised by its own frames."""
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: more threads only contend
     try:
-        return _train(feats, labels, vocab, steps)
+        return _train(feats, labels, vocab, steps, normalize)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(feats: list[torch.Tensor], labels: list[list[str]], vocab: Vocabulary,
-           steps: int) -> CTCModel:
-    model = CTCModel(feats[0].shape[1], len(vocab), ModelOptions(hidden=32, layers=1))
-    cat = torch.cat(feats)
-    model.set_normalization(cat.mean(0), cat.std(0))
+           steps: int, normalize: str = "global") -> CTCModel:
+    model = CTCModel(feats[0].shape[1], len(vocab),
+                     ModelOptions(hidden=32, layers=1, normalize=normalize))
+    if normalize == "global":
+        cat = torch.cat(feats)
+        model.set_normalization(cat.mean(0), cat.std(0))
+    else:  # by hand: the model's own statistics stay 0 and 1
+        feats = [(f - f.mean(0)) / f.std(0, unbiased=False) for f in feats]
     lengths = torch.tensor([len(f) for f in feats])
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
     targets = [vocab.encode(t) for t in labels]
@@ -100,6 +105,26 @@ def test_wav_and_flac_44k_stereo(speech: tuple, tmp_path: Path,
                      f"{paths[2]}\t{expected[2]}"]
     transcribe([str(ckpt), "--kaldi", str(paths[2])])
     assert capsys.readouterr().out == f"u2 {expected[2]}\n"
+
+
+def test_a_per_utterance_model_gets_each_file_normalised(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    rng = np.random.default_rng(5)
+    task = SpeechTask(AudioFeatureOptions(), "phones")
+    paths, labels, feats = [], [], []
+    for k in range(3):
+        audio, segs = utterance(rng, 4)
+        paths.append(tmp_path / f"u{k}.wav")
+        sf.write(paths[-1], audio, RATE, subtype="PCM_16")
+        labels.append([lab for _, _, lab in segs if lab not in ("h#", "q")])
+        feats.append(task.extract(Utterance(f"u{k}", "s", str(paths[-1]), ())))
+    vocab = Vocabulary.from_symbols(sorted({t for seq in labels for t in seq}))
+    model = _overfit(feats, labels, vocab, normalize="utterance")
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, model, vocab, _config(name="manifest", root="/x", tokens="phones"))
+    transcribe([str(ckpt), "--json", *map(str, paths)])
+    out = json.loads(capsys.readouterr().out)
+    assert [r["tokens"] for r in out] == labels
 
 
 def test_stereo_is_mixed_down(tmp_path: Path) -> None:
