@@ -6,8 +6,10 @@ decoding (decoders and ``recog-transcribe`` never see these options):
   masked values are the training mean, so they read as 0 once the model normalises;
 - perturbed copies of the training utterances, made once and cached (as Kaldi's
   speed-perturbed training sets are): one copy per speed factor, each copy noisy with
-  probability ``noise_prob`` at an SNR drawn uniformly from ``noise_snr`` (dB). The draw of
-  each copy depends only on ``seed`` and the utterance id.
+  probability ``noise_prob`` at an SNR drawn uniformly from ``noise_snr`` (dB), and its
+  filterbank warped by a factor drawn uniformly from ``vtlp`` (vocal tract length
+  perturbation, Jaitly & Hinton 2013: new voices for a corpus of few speakers). The draws
+  of each copy depend only on ``seed`` and the utterance id.
 
 The waveform side lives in ``recog.features.perturb``; this module knows no modality.
 """
@@ -39,12 +41,14 @@ class AugmentOptions:
     speed_factors: list[float] = field(default_factory=lambda: [1.0])  # one copy each
     noise_prob: float = 0.0  # chance that a copy gets additive white noise ...
     noise_snr: list[float] = field(default_factory=lambda: [10.0, 30.0])  # ... at this SNR
+    vtlp: list[float] = field(default_factory=lambda: [1.0, 1.0])  # warp factor range
     seed: int = 0
 
     @property
     def copies(self) -> bool:
         """Whether the training set is replaced by perturbed copies of itself."""
-        return list(self.speed_factors) != [1.0] or self.noise_prob > 0
+        return (list(self.speed_factors) != [1.0] or self.noise_prob > 0
+                or list(self.vtlp) != [1.0, 1.0])
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -56,14 +60,17 @@ class AugmentOptions:
         if len(self.noise_snr) != 2 or self.noise_snr[0] > self.noise_snr[1]:
             raise ValueError(f"augment.noise_snr is [low, high] in dB, not "
                              f"{list(self.noise_snr)}")
+        if len(self.vtlp) != 2 or not 0.5 <= self.vtlp[0] <= self.vtlp[1] <= 2.0:
+            raise ValueError(f"augment.vtlp is [low, high] warp factors within [0.5, 2], "
+                             f"not {list(self.vtlp)}")
         if not 0 <= self.noise_prob <= 1 or not 0 <= self.time_fraction <= 1:
             raise ValueError("augment.noise_prob and augment.time_fraction lie in [0, 1]")
 
 
 def perturbed_copies(utts: Sequence[Utterance], opts: AugmentOptions) -> list[Utterance]:
     """One copy of every utterance per speed factor, ids suffixed ``-sp<factor>`` (none for
-    1.0) and ``-n<snr>`` when noisy; the perturbation is in ``extra`` (``speed``,
-    ``noise_snr``, ``noise_seed``) for the front end to apply."""
+    1.0), ``-n<snr>`` when noisy and ``-w<factor>`` when warped; the perturbation is in
+    ``extra`` (``speed``, ``noise_snr``, ``noise_seed``, ``vtlp``) for the front end."""
     opts.check()
     out = []
     for factor in opts.speed_factors:
@@ -76,6 +83,9 @@ def perturbed_copies(utts: Sequence[Utterance], opts: AugmentOptions) -> list[Ut
                 snr = float(rng.uniform(*opts.noise_snr))
                 extra["noise_snr"], extra["noise_seed"] = snr, int(rng.integers(2**31))
                 suffix += f"-n{snr:.1f}"
+            if list(opts.vtlp) != [1.0, 1.0]:  # drawn last: the other draws stay as they were
+                extra["vtlp"] = round(float(rng.uniform(*opts.vtlp)), 4)
+                suffix += f"-w{extra['vtlp']:.4f}"
             out.append(replace(u, id=u.id + suffix, extra=extra))
     return out
 

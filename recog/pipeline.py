@@ -241,7 +241,7 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
                              "they are for speech corpora")
         utts = perturbed_copies(utts, augment)
         copy_key = {k: v for k, v in augment.as_dict().items()
-                    if k in ("speed_factors", "noise_prob", "noise_snr", "seed")}
+                    if k in ("speed_factors", "noise_prob", "noise_snr", "vtlp", "seed")}
         cache = features(cfg, split, utts, f"{split}-perturbed", {"perturb": copy_key})
     else:
         cache = features(cfg, split)

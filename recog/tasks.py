@@ -69,7 +69,7 @@ def speech_features(utt: Utterance, opts: AudioFeatureOptions) -> torch.Tensor:
     samples, rate = read_audio(utt.source, utt.extra.get("offset", 0.0),
                                utt.extra.get("duration"))
     waveform = perturb(torch.from_numpy(samples), rate, utt.extra)  # training copies only
-    return audio_features(waveform, rate, opts)
+    return audio_features(waveform, rate, opts, warp=utt.extra.get("vtlp", 1.0))
 
 
 @dataclass

@@ -3,6 +3,8 @@ numpy computations of the masks, lengths and SNRs), and never reaches decoding."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ import torch
 from recog.augment import AugmentOptions, SpecAugment, perturbed_copies, time_warp
 from recog.batching import GroupNormalization
 from recog.data.utterance import Utterance
+from recog.features.audio import AudioFeatureOptions, audio_features
 from recog.features.perturb import perturb
 
 
@@ -76,6 +79,40 @@ def test_perturbed_copies_are_one_per_factor_and_seeded() -> None:
     assert [c.id for c in other] != [c.id for c in copies]
     with pytest.raises(ValueError, match="speed_factors"):
         perturbed_copies(_utts(), AugmentOptions(speed_factors=[0.0]))
+
+
+def test_vtlp_draws_a_seeded_warp_per_copy_and_leaves_the_other_draws_alone() -> None:
+    base = AugmentOptions(speed_factors=[0.9, 1.0], noise_prob=0.5, seed=4)
+    warped = perturbed_copies(_utts(), replace(base, vtlp=[0.9, 1.1]))
+    plain = perturbed_copies(_utts(), base)
+    factors = [c.extra["vtlp"] for c in warped]
+    assert all(0.9 <= f <= 1.1 for f in factors) and len(set(factors)) > 30
+    ids = [p.id + f"-w{f:.4f}" for p, f in zip(plain, factors, strict=True)]
+    assert [c.id for c in warped] == ids
+    assert [c.extra.get("noise_snr") for c in warped] == [p.extra.get("noise_snr")
+                                                          for p in plain]
+    again = perturbed_copies(_utts(), replace(base, vtlp=[0.9, 1.1]))
+    assert [c.extra["vtlp"] for c in again] == factors
+    assert AugmentOptions(vtlp=[0.9, 1.1]).copies and not AugmentOptions().copies
+    with pytest.raises(ValueError, match="vtlp"):
+        AugmentOptions(vtlp=[1.1, 0.9]).check()
+
+
+@pytest.mark.parametrize("freq", [700.0, 1500.0, 3000.0])
+def test_vtlp_warp_moves_a_tone_to_the_band_kaldi_defines(freq: float) -> None:
+    # Kaldi's VTLN maps filter frequencies f -> f / warp between its cut-offs, so a tone at
+    # freq peaks in the band whose unwarped centre is nearest freq * warp. The centres by
+    # hand: 40 bands equally spaced on the mel scale 1127 ln(1 + f/700) from 20 Hz to 8 kHz.
+    rate = 16000
+    opts = AudioFeatureOptions(kind="fbank", sample_rate=rate, num_mel_bins=40,
+                               use_energy=False, delta_order=0)
+    mel = np.linspace(1127 * np.log(1 + 20 / 700), 1127 * np.log(1 + 8000 / 700), 42)
+    centres = (700 * (np.exp(mel / 1127) - 1))[1:-1]
+    t = np.arange(rate) / rate
+    tone = torch.from_numpy((0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32))
+    for warp in (0.9, 1.0, 1.1):
+        peak = int(audio_features(tone, rate, opts, warp=warp).mean(0).argmax())
+        assert peak == int(np.abs(centres - freq * warp).argmin())
 
 
 def test_speed_changes_length_and_pitch_and_noise_has_its_snr() -> None:

@@ -53,9 +53,11 @@ def add_deltas(feats: torch.Tensor, order: int = 2, window: int = 2) -> torch.Te
     return torch.cat(out, dim=1)
 
 
-def audio_features(waveform: torch.Tensor, sample_rate: int,
-                   opts: AudioFeatureOptions) -> torch.Tensor:
-    """Features (T, opts.dim) of a mono waveform in [-1, 1]; computed as Kaldi would."""
+def audio_features(waveform: torch.Tensor, sample_rate: int, opts: AudioFeatureOptions,
+                   warp: float = 1.0) -> torch.Tensor:
+    """Features (T, opts.dim) of a mono waveform in [-1, 1]; computed as Kaldi would.
+    ``warp`` is a VTLN warp factor of the mel filterbank (Kaldi's ``--vtln-warp``, with its
+    default cut-offs), used for vocal tract length perturbation of training copies."""
     if sample_rate != opts.sample_rate:
         waveform = F.resample(waveform, sample_rate, opts.sample_rate)
     if waveform.numel() < int(opts.sample_rate * opts.frame_length_ms / 1000):
@@ -66,6 +68,7 @@ def audio_features(waveform: torch.Tensor, sample_rate: int,
     common = dict(
         sample_frequency=opts.sample_rate, frame_length=opts.frame_length_ms,
         frame_shift=opts.frame_shift_ms, dither=0.0, num_mel_bins=opts.num_mel_bins,
+        vtln_warp=float(warp),
     )
     if opts.kind == "fbank":
         feats = kaldi.fbank(wav, use_energy=opts.use_energy, **common)
