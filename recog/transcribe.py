@@ -16,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from recog.batching import GroupNormalization, bucket_batches
 from recog.config import Config
+from recog.data.manifest import INK_SUFFIXES
 from recog.data.utterance import DataError, Utterance
 from recog.decode.decoder import DecodeOptions
 from recog.decode.decoder import make_decoder as make_search
@@ -96,8 +97,8 @@ class Transcriber:
         path = Path(path)
         if not path.is_file():
             raise DataError(path, "no such file")
-        if isinstance(self.task, InkTask) != (path.suffix.lower() in (".xml", ".json")):
-            kind = "an ink model: give .xml or .json stroke files" if isinstance(
+        if isinstance(self.task, InkTask) != (path.suffix.lower() in INK_SUFFIXES):
+            kind = "an ink model: give .xml, .json or .inkml stroke files" if isinstance(
                 self.task, InkTask) else "a speech model: give audio files"
             raise DataError(path, f"the checkpoint is {kind}")
         return self.task.extract(Utterance(path.stem, "", str(path), ()))

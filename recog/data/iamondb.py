@@ -62,24 +62,30 @@ def read_line_strokes(path: str | Path) -> list[np.ndarray]:
             raise DataError(path, "Stroke has no points", stroke_line[0])
 
     parser.StartElementHandler, parser.EndElementHandler = start, end
-    try:
-        with path.open("rb") as f:
-            parser.ParseFile(f)
-    except FileNotFoundError:
-        raise DataError(path, "line file is missing") from None
-    except IsADirectoryError:
-        raise DataError(path, "line file is a folder") from None
-    except LookupError as e:  # an XML declaration naming an encoding Python does not know
-        raise DataError(path, f"malformed XML: {e}", 1) from None
-    except xml.parsers.expat.ExpatError as e:
-        raise DataError(path, f"malformed XML: {xml.parsers.expat.ErrorString(e.code)}",
-                        e.lineno) from None
+    parse_xml_file(parser, path, "line file")
     if not strokes:
         raise DataError(path, "no strokes (StrokeSet is empty)")
     if len(strokes) == 1 and len(strokes[0]) == 1:
         raise DataError(path, "the line's ink is a single point (a one-point stroke alone)",
                         stroke_line[0])
     return [np.asarray(s, dtype=np.float64) for s in strokes]
+
+
+def parse_xml_file(parser: xml.parsers.expat.XMLParserType, path: Path, what: str) -> None:
+    """Run an expat parser (its handlers set) over a file; failures are DataErrors naming
+    the file, and the line where the XML breaks."""
+    try:
+        with path.open("rb") as f:
+            parser.ParseFile(f)
+    except FileNotFoundError:
+        raise DataError(path, f"{what} is missing") from None
+    except IsADirectoryError:
+        raise DataError(path, f"{what} is a folder") from None
+    except LookupError as e:  # an XML declaration naming an encoding Python does not know
+        raise DataError(path, f"malformed XML: {e}", 1) from None
+    except xml.parsers.expat.ExpatError as e:
+        raise DataError(path, f"malformed XML: {xml.parsers.expat.ErrorString(e.code)}",
+                        e.lineno) from None
 
 
 def read_transcription(path: Path) -> list[str]:

@@ -2,8 +2,9 @@
 records. Speech or ink; tokens from characters, whitespace-separated phones or a token list.
 
 A JSONL manifest holds one object per utterance: ``id``, ``source`` (an audio file, or an
-IAM-OnDB XML / JSON stroke file), ``text`` or ``tokens``, optional ``speaker`` (or
-``writer``), ``offset`` and ``duration`` (seconds). Relative paths are relative to the
+IAM-OnDB XML / JSON stroke / InkML file), ``text`` or ``tokens`` (an InkML source may leave
+both out: its ``truth`` annotation is the text), optional ``speaker`` (or ``writer``),
+``offset`` and ``duration`` (seconds). Relative paths are relative to the
 manifest's folder. A Kaldi data directory holds ``wav.scp`` (file paths, no pipes), ``text``,
 ``utt2spk`` and optionally ``segments``; relative paths there are relative to the current
 folder, as in Kaldi.
@@ -21,6 +22,7 @@ import numpy as np
 
 from recog.data.audio import audio_info
 from recog.data.iamondb import read_line_strokes
+from recog.data.inkml import read_inkml, read_inkml_strokes
 from recog.data.utterance import DataError, Utterance
 
 TOKENIZERS = ("chars", "phones", "list")
@@ -139,7 +141,8 @@ def read_manifest(path: str | Path, tokenizer: Tokenizer, modality: str = "speec
         if not isinstance(d, dict):
             raise DataError(path, "not a JSON object", n)
         missing = [k for k in ("id", "source") if k not in d]
-        if "text" not in d and "tokens" not in d:
+        inkml = modality == "ink" and str(d.get("source", "")).lower().endswith(".inkml")
+        if "text" not in d and "tokens" not in d and not inkml:
             missing.append("text or tokens")
         if missing:
             raise DataError(path, f"missing field(s): {', '.join(missing)}", n)
@@ -151,11 +154,22 @@ def read_manifest(path: str | Path, tokenizer: Tokenizer, modality: str = "speec
         seconds = _check_source(source, path, n, modality)
         segment = _segment(d, path, n)
         _check_within(segment, source, seconds, path, n)
+        if "text" not in d and "tokens" not in d:  # an InkML source: its truth annotation
+            d["text"] = _inkml_truth(source, path, n)
         tokens = tokenizer(d["tokens"] if "tokens" in d else d["text"], path, n)
         text = d.get("text") if isinstance(d.get("text"), str) else " ".join(tokens)
         speaker = d.get("speaker", d.get("writer", uid))
         out.append(Utterance(uid, str(speaker), str(source), tokens, text, segment))
     return out
+
+
+def _inkml_truth(source: Path, where: Path, line: int) -> str:
+    """The transcription an InkML file carries (its ``truth`` annotation)."""
+    truth = read_inkml(source).truth
+    if not truth:
+        raise DataError(where, f"{source}: no text or tokens, and the InkML file has no "
+                        'annotation type="truth"', line)
+    return truth
 
 
 def _kaldi_table(path: Path, min_fields: int) -> dict[str, tuple[list[str], int]]:
@@ -252,8 +266,15 @@ def read_json_strokes(path: str | Path) -> list[np.ndarray]:
     return out
 
 
+INK_SUFFIXES = (".xml", ".json", ".inkml")
+
+
 def read_strokes(path: str | Path) -> list[np.ndarray]:
-    """The strokes of an ink file: IAM-OnDB XML, or the JSON stroke format (``.json``)."""
-    if str(path).lower().endswith(".json"):
+    """The strokes of an ink file: IAM-OnDB XML, the JSON stroke format (``.json``) or W3C
+    InkML (``.inkml``)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json":
         return read_json_strokes(path)
+    if suffix == ".inkml":
+        return read_inkml_strokes(path)
     return read_line_strokes(path)
