@@ -1,62 +1,105 @@
+"""The audio front end against kaldi-native-fbank (k2-fsa's reimplementation of Kaldi's
+feature code, an independent reference): fbank and MFCC, static and with Kaldi's deltas,
+on speech, noise, silence-padded and odd-length audio; and the feature cache."""
+
+from pathlib import Path
+
+import kaldi_native_fbank as knf
 import numpy as np
+import pytest
+import soundfile as sf
 import torch
-import torchaudio.compliance.kaldi as kaldi
 
 from recog.data.utterance import Utterance
 from recog.features.audio import AudioFeatureOptions, add_deltas, audio_features, num_frames
 from recog.features.cache import build_cache, feature_stats
 
-
-def _kaldi_deltas(x: np.ndarray, window: int = 2) -> np.ndarray:
-    """Kaldi's regression formula, written out: sum_n n (x[t+n] - x[t-n]) / (2 sum_n n^2),
-    with the edge frames repeated."""
-    t = len(x)
-    pad = np.concatenate([np.repeat(x[:1], window, 0), x, np.repeat(x[-1:], window, 0)])
-    denom = 2 * sum(n * n for n in range(1, window + 1))
-    return sum(n * (pad[window + n : window + n + t] - pad[window - n : window - n + t])
-               for n in range(1, window + 1)) / denom
+SPEECH = Path(__file__).parent / "fixtures/fsdd/recordings"
 
 
-def _wave(seconds: float = 0.8, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(int(16000 * seconds)) / 16000
-    return 0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.01 * torch.randn(len(t), generator=g)
+def _signals() -> dict[str, tuple[np.ndarray, int]]:
+    """Test signals in [-1, 1] with their sample rates."""
+    rng = np.random.default_rng(0)
+    speech = np.concatenate([sf.read(SPEECH / name)[0] for name in
+                             ("0_george_0.wav", "7_george_3.wav")])
+    t = np.arange(12001) / 16000  # odd length: 12,001 samples, 74 frames and a rest
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(len(t))
+    silence = np.zeros(3200)  # digital silence: exact zeros
+    return {
+        "speech": (speech, 8000),
+        "noise": (0.1 * rng.standard_normal(9600), 16000),
+        "silence-padded": (np.concatenate([silence, tone[:8000], silence]), 16000),
+        "odd-length": (tone, 16000),
+    }
 
 
-def test_fbank_matches_torchaudio_kaldi() -> None:
-    wave = _wave()
-    feats = audio_features(wave, 16000, AudioFeatureOptions())
-    assert feats.shape == (num_frames(len(wave), AudioFeatureOptions()), 123)
-    ref = kaldi.fbank((wave * 32768).reshape(1, -1), num_mel_bins=40, use_energy=True,
-                      dither=0.0, sample_frequency=16000)
-    assert torch.allclose(feats[:, :41], ref, atol=1e-4)
-    d1 = _kaldi_deltas(ref.numpy())
-    assert np.allclose(feats[:, 41:82].numpy(), d1, atol=1e-3)
-    assert np.allclose(feats[:, 82:].numpy(), _kaldi_deltas(d1), atol=1e-3)
+def _knf(wave: np.ndarray, rate: int, opts: AudioFeatureOptions) -> np.ndarray:
+    """kaldi-native-fbank's features with Kaldi's add-deltas (knf.compute_deltas)."""
+    o = knf.FbankOptions() if opts.kind == "fbank" else knf.MfccOptions()
+    o.frame_opts.samp_freq = rate
+    o.frame_opts.dither = 0.0
+    o.frame_opts.frame_length_ms = opts.frame_length_ms
+    o.frame_opts.frame_shift_ms = opts.frame_shift_ms
+    o.mel_opts.num_bins = opts.num_mel_bins
+    o.use_energy = opts.use_energy
+    o.energy_floor = opts.energy_floor
+    if opts.kind == "mfcc":
+        o.num_ceps = opts.num_ceps
+    online = knf.OnlineFbank(o) if opts.kind == "fbank" else knf.OnlineMfcc(o)
+    online.accept_waveform(rate, (wave * 32768).astype(np.float32).tolist())
+    online.input_finished()
+    static = np.stack([online.get_frame(i) for i in range(online.num_frames_ready)])
+    d = knf.DeltaOptions()
+    d.order, d.window = opts.delta_order, opts.delta_window
+    return knf.compute_deltas(d, static.astype(np.float32))
 
 
-def test_mfcc_matches_torchaudio_kaldi() -> None:
-    wave = _wave()
-    opts = AudioFeatureOptions(kind="mfcc", num_mel_bins=23)  # Kaldi's MFCC default
-    feats = audio_features(wave, 16000, opts)
-    assert feats.shape[1] == opts.dim == 39
-    ref = kaldi.mfcc((wave * 32768).reshape(1, -1), num_ceps=13, use_energy=True,
-                     dither=0.0, sample_frequency=16000)
-    assert torch.allclose(feats[:, :13], ref, atol=1e-3)
+@pytest.mark.parametrize("kind,bins", [("fbank", 40), ("mfcc", 23)])
+@pytest.mark.parametrize("name", ["speech", "noise", "silence-padded", "odd-length"])
+def test_features_equal_kaldi_native_fbank(kind: str, bins: int, name: str) -> None:
+    wave, rate = _signals()[name]
+    opts = AudioFeatureOptions(kind=kind, num_mel_bins=bins, sample_rate=rate)
+    ours = audio_features(torch.from_numpy(wave).float(), rate, opts).numpy()
+    ref = _knf(wave, rate, opts)
+    assert ours.shape == ref.shape == (num_frames(len(wave), opts), opts.dim)
+    # every frame, every column: static, delta and delta-delta (edges included)
+    assert np.abs(ours - ref).max() <= 1e-2, np.abs(ours - ref).max(1)
+
+
+def test_digital_silence_gets_kaldis_energy_floor() -> None:
+    wave = torch.zeros(1600)
+    opts = AudioFeatureOptions(delta_order=0)
+    energy = audio_features(wave, 16000, opts)[:, 0]
+    assert torch.allclose(energy, torch.full_like(energy, np.log(np.finfo(np.float32).eps)))
+    floored = audio_features(wave, 16000, AudioFeatureOptions(delta_order=0, energy_floor=1.0))
+    assert torch.all(floored[:, 0] == 0.0)  # log(1.0)
+
+
+def test_dither_is_seeded() -> None:
+    wave = torch.zeros(3200)
+    a, b, c = (audio_features(wave, 16000, AudioFeatureOptions(dither=1.0, dither_seed=s))
+               for s in (0, 0, 1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a[:, 0].min() > -10  # dither lifts digital silence off the floor
+
+
+def test_deltas_by_hand_at_the_edges() -> None:
+    # x = 0, 0, 0, 1: delta at t = 3 is (1*(x3 - x2) + 2*(x3 - x1)) / 10 with x4, x5 := x3
+    x = torch.tensor([[0.0], [0.0], [0.0], [1.0]])
+    d = add_deltas(x, order=2, window=2)
+    assert d[:, 1].tolist() == pytest.approx([0.0, 0.2, 0.3, 0.3])
+    # second order: kernel [4,4,1,-4,-10,-4,1,4,4] / 100 over x with clamped indices;
+    # t = 0: x[-4..4] -> taps on x3 = 1 are the last one (offset +3) and the clamped +4
+    assert d[0, 2].item() == pytest.approx((4 + 4) / 100)
+    assert d[3, 2].item() == pytest.approx((-10 - 4 + 1 + 4 + 4) / 100)
 
 
 def test_resamples_other_rates() -> None:
-    wave = _wave()
+    t = torch.arange(12800) / 16000
+    wave = 0.3 * torch.sin(2 * torch.pi * 440 * t)
     down = torch.nn.functional.interpolate(wave[None, None], scale_factor=0.5)[0, 0]
     feats = audio_features(down, 8000, AudioFeatureOptions())
     assert abs(len(feats) - num_frames(len(wave), AudioFeatureOptions())) <= 1
-
-
-def test_deltas_shape() -> None:
-    x = torch.randn(10, 3)
-    assert add_deltas(x, 2).shape == (10, 9)
-    assert torch.allclose(add_deltas(x, 1)[:, 3:], torch.from_numpy(
-        _kaldi_deltas(x.numpy())).float(), atol=1e-5)
 
 
 def test_cache_builds_once_and_rebuilds_on_change(tmp_path) -> None:

@@ -1,7 +1,10 @@
 """Kaldi-compatible audio features: log mel filterbank (+ log energy) or MFCC, with deltas.
 
 The Graves, Mohamed & Hinton (2013) input: 40 mel bands + log energy, with first and
-second temporal derivatives = 123 dimensions.
+second temporal derivatives = 123 dimensions. The static features are torchaudio's port of
+Kaldi's ``compute-fbank-feats`` / ``compute-mfcc-feats``; the deltas are Kaldi's
+``add-deltas`` (``DeltaFeatures``), written here because torchaudio's ``compute_deltas``
+pads differently at the edges.
 """
 
 from __future__ import annotations
@@ -15,17 +18,25 @@ import torchaudio.functional as F
 
 @dataclass
 class AudioFeatureOptions:
-    """What the audio front end computes; every field enters the feature-cache key."""
+    """What the audio front end computes; every field enters the feature-cache key.
+    Each default is Kaldi's, except where a comment says why not."""
 
     kind: str = "fbank"  # fbank | mfcc
     sample_rate: int = 16000
-    num_mel_bins: int = 40
+    num_mel_bins: int = 40  # Kaldi: 23 (the Graves 2013 set-up uses 40)
     num_ceps: int = 13
-    use_energy: bool = True
+    use_energy: bool = True  # Kaldi: false for fbank, true for MFCC
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
     delta_order: int = 2
     delta_window: int = 2
+    # log energy floor in linear energy units; 0 (Kaldi's default) floors only at
+    # FLT_EPSILON, so digital silence gets log(FLT_EPSILON) = -15.94 in the energy column
+    energy_floor: float = 0.0
+    # Gaussian dither in 16-bit sample units. Kaldi: 1.0; here 0 (deterministic features,
+    # so a cache key names one result); with dither > 0, dither_seed makes it repeatable
+    dither: float = 0.0
+    dither_seed: int = 0
 
     @property
     def dim(self) -> int:
@@ -45,11 +56,33 @@ def num_frames(num_samples: int, opts: AudioFeatureOptions) -> int:
     return 0 if num_samples < length else 1 + (num_samples - length) // shift
 
 
-def add_deltas(feats: torch.Tensor, order: int = 2, window: int = 2) -> torch.Tensor:
-    """Append ``order`` orders of regression deltas (Kaldi's add-deltas formula) to (T, D)."""
-    out = [feats]
+def delta_kernels(order: int, window: int) -> list[torch.Tensor]:
+    """Kaldi's ``DeltaFeatures`` scales: kernel i (1 <= i <= order) is the i-fold
+    convolution of the first-order regression kernel j / (2 sum_n n^2), j = -window..window,
+    so it spans 2 i window + 1 frames (order 2, window 2: [4,4,1,-4,-10,-4,1,4,4] / 100)."""
+    if order < 0 or window < 1:
+        raise ValueError(f"delta order must be >= 0 and window >= 1, got {order}, {window}")
+    first = torch.arange(-window, window + 1, dtype=torch.float64)
+    first /= 2 * sum(n * n for n in range(1, window + 1))
+    kernels, k = [], torch.ones(1, dtype=torch.float64)
     for _ in range(order):
-        out.append(F.compute_deltas(out[-1].T, win_length=2 * window + 1).T)
+        k = torch.nn.functional.conv1d(k.view(1, 1, -1), first.flip(0).view(1, 1, -1),
+                                       padding=2 * window).view(-1)  # full convolution
+        kernels.append(k)
+    return kernels
+
+
+def add_deltas(feats: torch.Tensor, order: int = 2, window: int = 2) -> torch.Tensor:
+    """Append ``order`` orders of deltas to (T, D) features as Kaldi's ``add-deltas`` does:
+    order i is one kernel (``delta_kernels``) applied to the static features, frame indices
+    clamped to [0, T - 1] — not the first-order formula applied i times."""
+    out = [feats]
+    t = feats.shape[0]
+    for kernel in delta_kernels(order, window):
+        half = (len(kernel) - 1) // 2
+        idx = (torch.arange(t)[:, None] + torch.arange(-half, half + 1)[None, :]).clamp(0, t - 1)
+        # (T, taps, D) gathered frames, weighted by the taps in double, as Kaldi sums them
+        out.append(torch.einsum("tkd,k->td", feats[idx].double(), kernel).to(feats.dtype))
     return torch.cat(out, dim=1)
 
 
@@ -67,13 +100,18 @@ def audio_features(waveform: torch.Tensor, sample_rate: int, opts: AudioFeatureO
     wav = (waveform * 32768.0).reshape(1, -1)
     common = dict(
         sample_frequency=opts.sample_rate, frame_length=opts.frame_length_ms,
-        frame_shift=opts.frame_shift_ms, dither=0.0, num_mel_bins=opts.num_mel_bins,
-        vtln_warp=float(warp),
+        frame_shift=opts.frame_shift_ms, dither=opts.dither, num_mel_bins=opts.num_mel_bins,
+        energy_floor=opts.energy_floor, use_energy=opts.use_energy, vtln_warp=float(warp),
     )
-    if opts.kind == "fbank":
-        feats = kaldi.fbank(wav, use_energy=opts.use_energy, **common)
-    elif opts.kind == "mfcc":
-        feats = kaldi.mfcc(wav, num_ceps=opts.num_ceps, use_energy=opts.use_energy, **common)
-    else:
+    if opts.kind not in ("fbank", "mfcc"):
         raise ValueError(f"unknown audio feature kind {opts.kind!r} (fbank or mfcc)")
+    compute = kaldi.fbank if opts.kind == "fbank" else kaldi.mfcc
+    if opts.kind == "mfcc":
+        common["num_ceps"] = opts.num_ceps
+    if opts.dither > 0:  # torchaudio draws the dither from the global generator
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(opts.dither_seed)
+            feats = compute(wav, **common)
+    else:
+        feats = compute(wav, **common)
     return add_deltas(feats, opts.delta_order, opts.delta_window)
