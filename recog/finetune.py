@@ -4,8 +4,10 @@ The output layer is transferred token by token (``finetune.transfer``: ``by_name
 spelled alike keep their rows, new tokens get fresh rows, tokens absent from the new set are
 dropped; ``fresh``, every row but the blank's anew; ``auto``, by name unless the checkpoint's
 tokens and the corpus's are of different kinds, phones and characters); the first ``freeze_layers``
-BLSTM layers and, with ``freeze_front_end``, the input normalisation can be kept fixed; the
-encoder and the output layer have their own learning rates and a linear warm-up. The front
+recurrent layers and, with ``freeze_front_end``, the input normalisation can be kept fixed;
+the encoder (a ConvLSTM front end included) and the output layer have their own learning
+rates and a linear warm-up. Layers and parts come from the model (``CTCModel.parts``), for
+every cell alike. The front
 end (feature options) and the network's shape come from the checkpoint. The rest is
 ``recog-train``: resume, early stopping, best.pt/last.pt, results.
 """
@@ -84,31 +86,23 @@ def transfer_output(model: CTCModel, old: Vocabulary, new: Vocabulary, seed: int
     if rule not in ("by_name", "fresh"):
         raise ValueError(f"transfer rule must be by_name or fresh, not {rule!r}")
     torch.manual_seed(seed)
-    out = CTCModel(model.input_dim, len(new), model.options)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("output.")}
-    out.load_state_dict(state, strict=False)
     old_index = old.index if rule == "by_name" else {new.tokens[0]: old.index[old.tokens[0]]}
+    out = model.resize_output([old_index.get(t) for t in new.tokens])
     kept = [t for t in new.tokens if t in old_index]
-    with torch.no_grad():
-        for i, t in enumerate(new.tokens):
-            if t in old_index:
-                out.output.weight[i] = model.output.weight[old_index[t]]
-                out.output.bias[i] = model.output.bias[old_index[t]]
     kept_set = set(kept) if rule == "fresh" else set(new.tokens)
     return out, {"kept": kept, "new": [t for t in new.tokens if t not in old_index],
                  "dropped": [t for t in old.tokens if t not in kept_set]}
 
 
-def freeze_layers(model: CTCModel, k: int) -> list[str]:
-    """Stop gradients into the first ``k`` recurrent layers; returns the frozen names."""
-    if not 0 <= k <= model.options.layers:
-        raise ValueError(f"finetune.freeze_layers must be 0..{model.options.layers}, not {k}")
-    frozen = []
-    for name, p in model.rnn.named_parameters():
-        layer = int(name.split("_l")[-1].removesuffix("_reverse"))
-        if layer < k:
-            p.requires_grad_(False)
-            frozen.append(f"rnn.{name}")
+def freeze_layers(model: CTCModel, k: int) -> list[torch.nn.Parameter]:
+    """Stop gradients into the first ``k`` recurrent layers (both directions; the front end
+    before them keeps training); returns the frozen parameters."""
+    layers = model.parts()["encoder"]
+    if not 0 <= k <= len(layers):
+        raise ValueError(f"finetune.freeze_layers must be 0..{len(layers)}, not {k}")
+    frozen = [p for layer in layers[:k] for p in layer]
+    for p in frozen:
+        p.requires_grad_(False)
     return frozen
 
 
@@ -135,14 +129,17 @@ def add_warmup(optimizer: torch.optim.Optimizer, steps: int) -> None:
 
 def build_optimizer(model: CTCModel, optim: OptimOptions, opts: FinetuneOptions
                     ) -> torch.optim.Optimizer:
-    """The configured optimiser with two groups (encoder, output layer), frozen parameters
-    left out, and the warm-up."""
-    groups = [
-        {"params": [p for p in model.rnn.parameters() if p.requires_grad],
-         "lr": opts.encoder_lr if opts.encoder_lr is not None else optim.lr, "name": "encoder"},
-        {"params": list(model.output.parameters()),
-         "lr": opts.output_lr if opts.output_lr is not None else optim.lr, "name": "output"},
-    ]
+    """The configured optimiser with two groups, ``encoder`` (front end and recurrent layers,
+    at ``encoder_lr``) and ``output`` (at ``output_lr``), frozen parameters left out, and
+    the warm-up."""
+    parts = model.parts()
+    rates = {"encoder": opts.encoder_lr, "output": opts.output_lr}
+    members = {"encoder": [p for part in ("frontend", "encoder") for layer in parts.get(part, [])
+                           for p in layer],
+               "output": [p for layer in parts["output"] for p in layer]}
+    groups = [{"params": [p for p in params if p.requires_grad], "name": name,
+               "lr": rates[name] if rates[name] is not None else optim.lr}
+              for name, params in members.items()]
     optimizer = make_optimizer(model, optim, [g for g in groups if g["params"]])
     add_warmup(optimizer, opts.warmup_steps)
     return optimizer

@@ -1,4 +1,5 @@
-"""Exported models (TorchScript, ONNX) give the eager model's log-probs on several lengths."""
+"""Exported models (TorchScript, ONNX) give the eager model's log-probs on several lengths,
+for every cell and front end; an export that cannot be made is a clear error."""
 
 import json
 from pathlib import Path
@@ -6,18 +7,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from recog.export import ExportableCTC, export
-from recog.models import CTCModel, ModelOptions, save_checkpoint
+from recog.data.utterance import DataError
+from recog.export import check_equal, export
+from recog.models import CELLS, CTCModel, ModelOptions, save_checkpoint
+from recog.models.convlstm import ConvLSTMOptions
 from recog.tokens import Vocabulary
 
 LENGTHS = [[31], [31, 12, 5], [40, 39, 7, 1]]
 VOCAB = Vocabulary.from_symbols(["a", "b", "c", "d"])
+FRONTENDS = ("none", "convlstm")
 
 
-def _model(stack: int, bidirectional: bool = True) -> CTCModel:
+def _model(cell: str = "lstm", frontend: str = "none", stack: int = 1,
+           bidirectional: bool = True) -> CTCModel:
     torch.manual_seed(stack)
-    model = CTCModel(6, len(VOCAB), ModelOptions(hidden=7, layers=3, stack=stack,
-                                                  bidirectional=bidirectional))
+    model = CTCModel(6, len(VOCAB), ModelOptions(
+        cell=cell, hidden=7, layers=2, stack=stack, bidirectional=bidirectional,
+        frontend=frontend, convlstm=ConvLSTMOptions(channels=2, kernel=3, maps=2)))
     model.set_normalization(torch.randn(6), torch.rand(6) + 0.5)
     return model.eval()
 
@@ -42,16 +48,22 @@ def _assert_same(eager: CTCModel, run, lengths: list[int]) -> None:  # noqa: ANN
 
 
 @pytest.mark.parametrize("stack,bidirectional", [(1, True), (3, True), (2, False)])
-def test_rewritten_network_matches_eager(stack: int, bidirectional: bool) -> None:
-    eager = _model(stack, bidirectional)
-    net = ExportableCTC(eager).eval()
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_scripted_network_matches_eager(cell: str, stack: int, bidirectional: bool) -> None:
+    """The TorchScript form runs each cell's step equations in plain ops; eager training runs
+    the fused autograd.Functions (nn.LSTM: the same code): they agree on ragged batches."""
+    eager = _model(cell, stack=stack, bidirectional=bidirectional)
+    scripted = torch.jit.script(eager.exportable())
     for lengths in LENGTHS:
         with torch.no_grad():
-            _assert_same(eager, net, lengths)
+            _assert_same(eager, scripted, lengths)
 
 
-def test_torchscript_and_onnx_exports_match_eager(tmp_path: Path) -> None:
-    eager = _model(3)
+@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_torchscript_and_onnx_exports_match_eager(tmp_path: Path, cell: str,
+                                                  frontend: str) -> None:
+    eager = _model(cell, frontend, stack=2)
     ckpt = tmp_path / "best.pt"
     save_checkpoint(ckpt, eager, VOCAB, {"features": {"audio": {"kind": "fbank"}}})
     written = export(ckpt, tmp_path / "out", ("torchscript",))
@@ -70,8 +82,18 @@ def test_torchscript_and_onnx_exports_match_eager(tmp_path: Path) -> None:
     def run(feats: torch.Tensor, lens: torch.Tensor) -> tuple:
         return session.run(None, {"feats": feats.numpy(), "lengths": lens.numpy()})
 
-    for lengths in LENGTHS:
+    for lengths in LENGTHS:  # other batch sizes and lengths than the export's
         _assert_same(eager, run, lengths)
+
+
+def test_an_export_that_differs_is_an_error_naming_the_checkpoint() -> None:
+    eager = _model("graves")
+    broken = _model("graves")
+    with torch.no_grad():
+        broken.rnn.layers[0].weight_peep.add_(0.5)  # a kernel that computes something else
+    with pytest.raises(DataError, match=r"best.pt: the TorchScript export differs"):
+        check_equal(eager, broken, "TorchScript", "best.pt")
+    check_equal(eager, eager, "TorchScript", "best.pt")  # and the same model passes
 
 
 def test_unknown_format_is_an_error(tmp_path: Path) -> None:

@@ -18,8 +18,9 @@ from recog.finetune import (
     freeze_layers,
     transfer_output,
 )
-from recog.models import CTCModel, ModelOptions, save_checkpoint
+from recog.models import CELLS, CTCModel, ModelOptions, save_checkpoint
 from recog.models.checkpoint import load_checkpoint
+from recog.models.convlstm import ConvLSTMOptions
 from recog.tokens import Vocabulary, timit_vocabulary
 from recog.train import OptimOptions
 from tests.byo_corpus import make_byo
@@ -28,9 +29,20 @@ OLD = Vocabulary.from_symbols(["aa", "iy", "s", "z"])
 NEW = Vocabulary.from_symbols(["s", "x", "aa"])
 
 
-def _model(vocab: Vocabulary, layers: int = 2) -> CTCModel:
+def _model(vocab: Vocabulary, layers: int = 2, cell: str = "lstm", frontend: str = "none"
+           ) -> CTCModel:
     torch.manual_seed(1)
-    return CTCModel(5, len(vocab), ModelOptions(hidden=6, layers=layers, stack=1))
+    return CTCModel(5 if frontend == "none" else 6, len(vocab),
+                    ModelOptions(cell=cell, hidden=6, layers=layers, stack=1, frontend=frontend,
+                                 convlstm=ConvLSTMOptions(channels=2, kernel=3, maps=2)))
+
+
+def _in_layer(name: str, k: int) -> bool:
+    """Whether state-dict key ``name`` belongs to recurrent layer ``k``, read from the names
+    each stack gives its parameters (nn.LSTM: ``rnn.weight_ih_l0``, ``rnn.bias_hh_l0_reverse``;
+    the fused cells: ``rnn.layers.0.weight_ih``)."""
+    return name.startswith(f"rnn.layers.{k}.") or (
+        name.startswith("rnn.") and name.removesuffix("_reverse").endswith(f"_l{k}"))
 
 
 def test_transfer_keeps_shared_rows_adds_new_drops_absent() -> None:
@@ -54,25 +66,48 @@ def test_transfer_keeps_shared_rows_adds_new_drops_absent() -> None:
     assert hidden_new[NEW.index["s"]] == hidden_old[OLD.index["s"]]
 
 
-def test_frozen_layers_do_not_move_and_groups_have_their_rates() -> None:
-    model = _model(OLD, layers=3)
+@pytest.mark.parametrize("frontend", ["none", "convlstm"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_frozen_layers_do_not_move_and_groups_have_their_rates(cell: str, frontend: str
+                                                               ) -> None:
+    model = _model(OLD, layers=3, cell=cell, frontend=frontend)
     frozen = freeze_layers(model, 2)
-    assert sorted({n.split("_l")[1][0] for n in frozen}) == ["0", "1"]
-    assert len(frozen) == 2 * 2 * 4  # two layers, two directions, four tensors each
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in frozen) == sorted(
+        n for n, _ in model.named_parameters() if _in_layer(n, 0) or _in_layer(n, 1))
     opts = FinetuneOptions(encoder_lr=1e-3, output_lr=5e-3)
     optimizer = build_optimizer(model, OptimOptions(name="sgd", momentum=0.0), opts)
     assert [(g["name"], g["lr"]) for g in optimizer.param_groups] == [("encoder", 1e-3),
                                                                        ("output", 5e-3)]
+    in_optimizer = {names[id(p)] for g in optimizer.param_groups for p in g["params"]}
+    assert in_optimizer == {n for n, _ in model.named_parameters()
+                            if not (_in_layer(n, 0) or _in_layer(n, 1))}
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    log_probs, _ = model(torch.randn(2, 6, 5), torch.tensor([6, 4]))
+    log_probs, _ = model(torch.randn(2, 6, model.input_dim), torch.tensor([6, 4]))
     log_probs.sum().backward()
     optimizer.step()
     for name, tensor in model.state_dict().items():
         moved = not torch.equal(before[name], tensor)
-        should = name.startswith("output.") or "_l2" in name
+        should = name.startswith(("output.", "frontend.")) or _in_layer(name, 2)
         assert moved == should, name
     with pytest.raises(ValueError, match="freeze_layers must be 0..3"):
         freeze_layers(model, 4)
+
+
+def test_per_part_rates_move_each_part_by_its_own_rate() -> None:
+    """With SGD a step moves each tensor by lr x its gradient: the front end and the
+    recurrent layers by encoder_lr, the output layer by output_lr."""
+    model = _model(OLD, layers=1, cell="cifg",
+                   frontend="convlstm")
+    optimizer = build_optimizer(model, OptimOptions(name="sgd", momentum=0.0),
+                                FinetuneOptions(encoder_lr=0.01, output_lr=0.3))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model(torch.randn(2, 5, 6), torch.tensor([5, 3]))[0].sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    optimizer.step()
+    for name, p in model.named_parameters():
+        lr = 0.3 if name.startswith("output.") else 0.01
+        torch.testing.assert_close(before[name] - p.detach(), lr * grads[name])
 
 
 def test_warmup_scales_the_step_and_restores_the_rate() -> None:

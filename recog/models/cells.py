@@ -1,5 +1,6 @@
 """The LSTM variants of the seed article as fast stacked (B)RNN layers: ``peephole``, ``graves``
-and ``cifg`` (``lstm`` is nn.LSTM itself, see recog.models.ctc.CELLS).
+and ``cifg`` (``lstm`` is nn.LSTM itself, see recog.models.padded_lstm). A cell is one
+``RecurrentLayer`` subclass and one line in ``LAYERS``.
 
 Speed: the input projections of all steps and both directions are one batched matrix product;
 the recurrence is a torch.autograd.Function whose forward and hand-written backward each do
@@ -7,7 +8,8 @@ one batched (both directions) matrix product and a few in-place elementwise ops 
 step-independent derivative factors are computed for the whole sequence at once. Variable
 lengths: the batch is sorted by length and each step works on the rows still active, the
 backward direction runs on each sequence reversed within its own length, so no step computes
-on padding. Layout inside a layer: (directions, time, batch, features).
+on padding. Layout inside a layer: (directions, time, batch, features). Under TorchScript
+(export) each layer runs its ``step`` equations in plain ops over the padded batch instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recog.models.padded_lstm import reversal_index
+from recog.models.encoder import reverse_within, time_index, zero_padding
 
 Tensor = torch.Tensor
 
@@ -223,93 +225,188 @@ class _CIFGFn(torch.autograd.Function):
         return dgates, du, None
 
 
-class _Reverse(torch.autograd.Function):
-    """Reverse each sequence of a (T, B, D) batch within its length (padding stays put); a
-    permutation that is its own inverse, so the backward is the same gather."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, index: Tensor) -> Tensor:
-        ctx.save_for_backward(index)
-        return x.gather(0, index.expand_as(x))
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        (index,) = ctx.saved_tensors
-        return grad.gather(0, index.expand_as(grad)), None
-
-
-# cell -> (gate blocks in the input projection, gate blocks fed by the recurrence, peepholes)
-_SHAPES = {"graves": (4, 4, 3), "peephole": (4, 3, 0), "cifg": (3, 3, 0)}
-
-
 class RecurrentLayer(nn.Module):
-    """One layer of a cell in all its directions: (D, T, B, in) inputs -> (D, T, B, hidden)."""
+    """One layer of a cell in all its directions: (D, T, B, in) inputs -> (D, T, B, hidden).
 
-    def __init__(self, cell: str, input_size: int, hidden_size: int, directions: int,
+    A cell is a subclass: its gate blocks (``gates`` in the input projection, ``recurrent``
+    fed back, ``peepholes`` diagonal vectors), ``step`` (its equations in plain torch ops:
+    what TorchScript and ONNX run) and ``fused`` (the same recurrence as an autograd.Function
+    with a hand-written backward: what training runs)."""
+
+    gates, recurrent, peepholes = 4, 4, 0
+
+    def __init__(self, input_size: int, hidden_size: int, directions: int,
                  peephole: PeepholeOptions | None = None):
         super().__init__()
-        if cell not in _SHAPES:
-            raise ValueError(f"unknown cell {cell!r}; known: {sorted(_SHAPES)}")
-        gates, recurrent, peepholes = _SHAPES[cell]
-        self.cell, self.hidden_size = cell, hidden_size
-        self.identity = (peephole or PeepholeOptions()).sigma_h == "identity"
-        if (peephole or PeepholeOptions()).sigma_h not in ("tanh", "identity"):
-            raise ValueError(f"model.peephole.sigma_h must be tanh or identity, "
-                             f"not {peephole.sigma_h!r}")
+        self.hidden_size = hidden_size
         k = hidden_size ** -0.5  # nn.LSTM's initialisation
         d, n = directions, hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(d, input_size, gates * n).uniform_(-k, k))
-        self.bias = nn.Parameter(torch.empty(d, gates * n).uniform_(-k, k))
-        self.weight_hh = nn.Parameter(torch.empty(d, n, recurrent * n).uniform_(-k, k))
-        self.weight_peep = (nn.Parameter(torch.empty(d, peepholes, n).uniform_(-k, k))
-                            if peepholes else None)
+        self.weight_ih = nn.Parameter(torch.empty(d, input_size, self.gates * n).uniform_(-k, k))
+        self.bias = nn.Parameter(torch.empty(d, self.gates * n).uniform_(-k, k))
+        self.weight_hh = nn.Parameter(torch.empty(self.recurrent_shape(d, n)).uniform_(-k, k))
+        self.weight_peep = (nn.Parameter(torch.empty(d, self.peepholes, n).uniform_(-k, k))
+                            if self.peepholes else None)
 
-    def forward(self, x: Tensor, sizes: list[int]) -> Tensor:
-        """x: (D, T, B, in), batch sorted by length; sizes[t]: rows still active at step t."""
+    def recurrent_shape(self, d: int, n: int) -> tuple[int, int, int]:
+        """Shape of the recurrent weights (full matrices: each gate block reads all units)."""
+        return (d, n, self.recurrent * n)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """x: (D, T, B, in) and lengths (B,); outside TorchScript the rows come sorted by
+        length, longest first."""
         d, t_len, b, _ = x.shape
         p = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(d, t_len * b, -1),
                           self.weight_ih).view(d, t_len, b, -1)
+        if torch.jit.is_scripting():
+            return self.loop(p)
+        return self._fused(p, lengths)
+
+    def loop(self, p: Tensor) -> Tensor:
+        """The recurrence over every row and step by ``step`` (padding included: it follows
+        each row's frames, so it never reaches them)."""
+        d, t_len, b, _ = p.shape
+        h = p.new_zeros(d, b, self.hidden_size)
+        c = p.new_zeros(d, b, self.hidden_size)
+        outs = []
+        for t in range(t_len):
+            h, c = self.step(p[:, t], h, c)
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+    def step(self, p: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """One step over all directions: projected input p (D, B, gates * n), h and c
+        (D, B, n) of the previous step -> h, c."""
+        raise NotImplementedError
+
+    @torch.jit.unused
+    def _fused(self, p: Tensor, lengths: Tensor) -> Tensor:
+        t_len = p.shape[1]
+        sizes = (lengths.cpu()[None, :] > torch.arange(t_len)[:, None]).sum(1).tolist()
         # the recurrence runs in the weights' precision even under autocast (mixed dtypes
         # would break its in-place products; a low-precision cell state would drift)
         p = p.to(self.weight_hh.dtype)
         with torch.autocast(p.device.type, enabled=False):
-            if self.cell == "graves":
-                return _GravesFn.apply(p, self.weight_hh, self.weight_peep, sizes)
-            if self.cell == "peephole":
-                return _PeepholeFn.apply(p, self.weight_hh, sizes, self.identity)
-            return _CIFGFn.apply(p, self.weight_hh, sizes)
+            return self.fused(p, sizes)
+
+    def fused(self, p: Tensor, sizes: list[int]) -> Tensor:
+        """The recurrence on the rows still active at each step (``sizes[t]`` of them)."""
+        raise NotImplementedError
+
+
+class GravesLayer(RecurrentLayer):
+    """``graves``: gates [i, f, g, o] read h_{t-1}; i, f peek at c_{t-1}, o at c_t."""
+
+    gates, recurrent, peepholes = 4, 4, 3
+
+    def step(self, p: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        n, peep = self.hidden_size, self.weight_peep
+        assert peep is not None
+        a = p + torch.bmm(h, self.weight_hh)
+        i = torch.sigmoid(a[..., :n] + peep[:, None, 0] * c)
+        f = torch.sigmoid(a[..., n:2 * n] + peep[:, None, 1] * c)
+        c = f * c + i * torch.tanh(a[..., 2 * n:3 * n])
+        return torch.sigmoid(a[..., 3 * n:] + peep[:, None, 2] * c) * torch.tanh(c), c
+
+    def fused(self, p: Tensor, sizes: list[int]) -> Tensor:
+        return _GravesFn.apply(p, self.weight_hh, self.weight_peep, sizes)
+
+
+class PeepholeLayer(RecurrentLayer):
+    """``peephole``: gates [i, f, o] read c_{t-1}, g = tanh(W_g x + b_g), h = o sigma_h(c)."""
+
+    gates, recurrent, peepholes = 4, 3, 0
+
+    def __init__(self, input_size: int, hidden_size: int, directions: int,
+                 peephole: PeepholeOptions | None = None):
+        super().__init__(input_size, hidden_size, directions)
+        sigma_h = (peephole or PeepholeOptions()).sigma_h
+        if sigma_h not in ("tanh", "identity"):
+            raise ValueError(f"model.peephole.sigma_h must be tanh or identity, not {sigma_h!r}")
+        self.identity = sigma_h == "identity"
+
+    def step(self, p: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        n = self.hidden_size
+        a = torch.sigmoid(p[..., :3 * n] + torch.bmm(c, self.weight_hh))
+        c = a[..., n:2 * n] * c + a[..., :n] * torch.tanh(p[..., 3 * n:])
+        return a[..., 2 * n:] * (c if self.identity else torch.tanh(c)), c
+
+    def fused(self, p: Tensor, sizes: list[int]) -> Tensor:
+        return _PeepholeFn.apply(p, self.weight_hh, sizes, self.identity)
+
+
+class CIFGLayer(RecurrentLayer):
+    """``cifg``: gates [o, f, g] read h_{t-1}; c_t = f c_{t-1} + (1 - f) g."""
+
+    gates, recurrent, peepholes = 3, 3, 0
+
+    def step(self, p: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        n = self.hidden_size
+        a = p + torch.bmm(h, self.weight_hh)
+        f = torch.sigmoid(a[..., n:2 * n])
+        c = f * c + (1 - f) * torch.tanh(a[..., 2 * n:])
+        return torch.sigmoid(a[..., :n]) * torch.tanh(c), c
+
+    def fused(self, p: Tensor, sizes: list[int]) -> Tensor:
+        return _CIFGFn.apply(p, self.weight_hh, sizes)
+
+
+# model.cell -> its layer class (``lstm``, nn.LSTM itself, is recog.models.padded_lstm)
+LAYERS: dict[str, type[RecurrentLayer]] = {
+    "peephole": PeepholeLayer,
+    "graves": GravesLayer,
+    "cifg": CIFGLayer,
+}
 
 
 class StackedRecurrent(nn.Module):
     """``num_layers`` layers of one cell, uni- or bidirectional, on padded batch-first input
-    (B, T, in) with lengths -> (B, T, directions * hidden), zero past each length."""
+    (B, T, in) with lengths -> (B, T, directions * hidden), zero past each length (the
+    encoder protocol of recog.models.encoder)."""
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = True, dropout: float = 0.0,
                  peephole: PeepholeOptions | None = None):
         super().__init__()
+        if cell not in LAYERS:
+            raise ValueError(f"unknown cell {cell!r}; known: {sorted(LAYERS)}")
         d = 2 if bidirectional else 1
         self.directions, self.dropout = d, dropout
+        self.output_dim = d * hidden_size
         self.layers = nn.ModuleList(
-            RecurrentLayer(cell, input_size if k == 0 else d * hidden_size, hidden_size, d,
-                           peephole) for k in range(num_layers))
+            LAYERS[cell](input_size if k == 0 else d * hidden_size, hidden_size, d, peephole)
+            for k in range(num_layers))
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        b, t_len, _ = x.shape
-        lengths = lengths.cpu()
-        order = torch.argsort(lengths, descending=True, stable=True)
-        sorted_lengths = lengths[order]
-        t_max = int(sorted_lengths[0])
-        sizes = (sorted_lengths[None, :] > torch.arange(t_max)[:, None]).sum(1).tolist()
-        y = x[order.to(x.device), :t_max].transpose(0, 1)  # (T, B, in), longest first
-        index = reversal_index(sorted_lengths.to(x.device), t_max).t().unsqueeze(-1)
-        for k, layer in enumerate(self.layers):
-            if k and self.dropout:
+        if not torch.jit.is_scripting():
+            return self._sorted(x, lengths)
+        return self._layers(x, lengths)
+
+    @torch.jit.unused
+    def _sorted(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """Rows longest first, so that the fused kernels work on a prefix of the rows at
+        each step; the result in the caller's row order."""
+        order = torch.argsort(lengths.cpu(), descending=True, stable=True).to(x.device)
+        y = self._layers(x.index_select(0, order), lengths.to(x.device).index_select(0, order))
+        return y.index_select(0, torch.argsort(order))
+
+    def _layers(self, x: Tensor, lengths: Tensor) -> Tensor:
+        y = x.transpose(0, 1)  # (T, B, in)
+        index = time_index(lengths, y.shape[0])
+        k = 0
+        for layer in self.layers:
+            if k > 0 and self.dropout > 0:
                 y = nn.functional.dropout(y, self.dropout, self.training)
             if self.directions == 2:
-                h = layer(torch.stack([y, _Reverse.apply(y, index)]), sizes)
-                y = torch.cat([h[0], _Reverse.apply(h[1], index)], -1)
+                h = layer(torch.stack([y, reverse_within(y, index)]), lengths)
+                y = torch.cat([h[0], reverse_within(h[1], index)], -1)
             else:
-                y = layer(y.unsqueeze(0), sizes)[0]
-        y = y.transpose(0, 1)[torch.argsort(order).to(x.device)]
-        return nn.functional.pad(y, (0, 0, 0, t_len - t_max))
+                y = layer(y.unsqueeze(0), lengths)[0]
+            k += 1
+        return zero_padding(y, lengths).transpose(0, 1)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Each layer's parameters, both directions."""
+        return [list(layer.parameters()) for layer in self.layers]
+
+    def exportable(self) -> nn.Module:
+        return self

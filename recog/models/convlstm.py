@@ -6,8 +6,9 @@ frame's feature maps along the frequency axis (for fbank + deltas: 3 maps x 41 b
     c_t = f_t o c_{t-1} + i_t o tanh(W_c * x_t + U_c * h_{t-1} + b_c)
     o_t = sigmoid(W_o * x_t + U_o * h_{t-1} + V_o o c_t + b_o),   h_t = o_t o tanh(c_t)
 
-The input convolutions of all frames are one call; the recurrence runs on the rows still
-active (batch sorted by length), so no step computes on padding.
+The input convolutions of all frames are one call; the recurrence runs over the padded batch
+in plain ops (the same code trains, and compiles with TorchScript for export), and outputs
+past each length are 0.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from recog.models.encoder import zero_padding
 
 
 @dataclass
@@ -45,23 +48,23 @@ class ConvLSTMFrontEnd(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         b, t_len, _ = x.shape
-        lengths = lengths.cpu()
-        order = torch.argsort(lengths, descending=True, stable=True)
-        t_max = int(lengths[order[0]])
-        sizes = (lengths[order][None, :] > torch.arange(t_max)[:, None]).sum(1).tolist()
         c_, f_ = self.channels, self.bins
-        xs = x[order.to(x.device), :t_max].reshape(b * t_max, self.maps, f_)
-        px = self.conv_x(xs).view(b, t_max, 4, c_, f_)
+        px = self.conv_x(x.reshape(b * t_len, self.maps, f_)).view(b, t_len, 4, c_, f_)
         h = x.new_zeros(b, c_, f_)
         c = x.new_zeros(b, c_, f_)
         outs = []
-        for t, bs in enumerate(sizes):
-            h, c = h[:bs], c[:bs]
-            a = px[:bs, t] + self.conv_h(h).view(bs, 4, c_, f_)
+        for t in range(t_len):  # padding follows each row's frames: it never reaches them
+            a = px[:, t] + self.conv_h(h).view(b, 4, c_, f_)
             i = torch.sigmoid(a[:, 0] + self.peep[0] * c)
             f = torch.sigmoid(a[:, 1] + self.peep[1] * c)
             c = f * c + i * torch.tanh(a[:, 2])
             h = torch.sigmoid(a[:, 3] + self.peep[2] * c) * torch.tanh(c)
-            outs.append(nn.functional.pad(h.reshape(bs, -1), (0, 0, 0, b - bs)))
-        y = torch.stack(outs, 1)[torch.argsort(order).to(x.device)]
-        return nn.functional.pad(y, (0, 0, 0, t_len - t_max))
+            outs.append(h.reshape(b, -1))
+        return zero_padding(torch.stack(outs), lengths).transpose(0, 1)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """One layer: the convolutions and the peepholes."""
+        return [list(self.parameters())]
+
+    def exportable(self) -> nn.Module:
+        return self

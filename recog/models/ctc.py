@@ -6,25 +6,22 @@ features into log-probs. The loss is computed in the training loop, not here.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recog.models.cells import PeepholeOptions, StackedRecurrent
+from recog.models.cells import LAYERS, PeepholeOptions, StackedRecurrent
 from recog.models.convlstm import ConvLSTMFrontEnd, ConvLSTMOptions
-from recog.models.padded_lstm import lstm_padded
+from recog.models.padded_lstm import LSTMStack
 
-# model.cell -> recurrent stack class; ``lstm`` is nn.LSTM (cuDNN on GPU), the others are the
-# fused cells of recog.models.cells (equations in its docstrings and in the README)
-CELLS = {
-    "lstm": nn.LSTM,
-    "peephole": partial(StackedRecurrent, "peephole"),
-    "graves": partial(StackedRecurrent, "graves"),
-    "cifg": partial(StackedRecurrent, "cifg"),
-}
+# model.cell -> recurrent stack (recog.models.encoder's protocol); ``lstm`` is nn.LSTM
+# (cuDNN on GPU), the others the fused cells of recog.models.cells (equations in its
+# docstrings and in the README)
+CELLS = {"lstm": LSTMStack, **{cell: partial(StackedRecurrent, cell) for cell in LAYERS}}
 FRONTENDS = {"convlstm": ConvLSTMFrontEnd}  # model.frontend -> module before frame stacking
 
 
@@ -32,7 +29,7 @@ FRONTENDS = {"convlstm": ConvLSTMFrontEnd}  # model.frontend -> module before fr
 class ModelOptions:
     """Shape of the network: ``layers`` BLSTM layers of ``hidden`` cells per direction."""
 
-    cell: str = "lstm"  # lstm | peephole | graves | cifg
+    cell: str = "lstm"  # lstm | peephole | graves | cifg | indy
     hidden: int = 250
     layers: int = 5
     bidirectional: bool = True
@@ -74,11 +71,18 @@ def stack_frames(x: torch.Tensor, lengths: torch.Tensor, k: int
     pad = (-t) % k
     if pad:
         x = torch.nn.functional.pad(x, (0, 0, 0, pad))
-    return x.reshape(b, (t + pad) // k, k * d), (lengths + k - 1) // k
+    return x.reshape(b, (t + pad) // k, k * d), torch.div(lengths + k - 1, k,
+                                                            rounding_mode="floor")
 
 
 class CTCModel(nn.Module):
-    """Normaliser -> frame stacking -> stacked (B)LSTM -> linear -> log-softmax."""
+    """Normaliser -> front end -> frame stacking -> stacked (B)LSTM -> linear -> log-softmax.
+
+    Its parts are encoders of recog.models.encoder's protocol; ``parts()`` gives their
+    layer groups and ``exportable()`` the TorchScript-compilable form, so nothing outside
+    recog.models needs to know a parameter's name."""
+
+    __jit_ignored_attributes__ = ["options"]
 
     def __init__(self, input_dim: int, vocab_size: int, options: ModelOptions):
         super().__init__()
@@ -94,7 +98,7 @@ class CTCModel(nn.Module):
         self.frontend = (FRONTENDS[options.frontend](input_dim, options.convlstm)
                          if options.frontend != "none" else None)
         frame_dim = self.frontend.output_dim if self.frontend is not None else input_dim
-        extra = {"batch_first": True} if options.cell == "lstm" else {"peephole": options.peephole}
+        extra = {} if options.cell == "lstm" else {"peephole": options.peephole}
         self.rnn = CELLS[options.cell](
             input_size=frame_dim * options.stack,
             hidden_size=options.hidden,
@@ -103,8 +107,9 @@ class CTCModel(nn.Module):
             dropout=options.dropout if options.layers > 1 else 0.0,
             **extra,
         )
+        self.stack = options.stack
         self.dropout = nn.Dropout(options.dropout)
-        self.output = nn.Linear(options.hidden * (2 if options.bidirectional else 1), vocab_size)
+        self.output = nn.Linear(self.rnn.output_dim, vocab_size)
 
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store the training set's feature statistics (applied to every input)."""
@@ -121,14 +126,36 @@ class CTCModel(nn.Module):
         x = (feats - self.feat_mean) / self.feat_std
         if self.frontend is not None:
             x = self.frontend(x, lengths)
-        x, lengths = stack_frames(x, lengths, self.options.stack)
-        if not isinstance(self.rnn, nn.LSTM):  # the fused cells take lengths themselves
-            y = self.rnn(x, lengths)
-        elif x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
-            y = lstm_padded(self.rnn, x, lengths)  # torch's fused CPU kernel (fp32)
-        else:  # packed: cuDNN's own variable-length path on GPUs
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True,
-                                          enforce_sorted=False)
-            y, _ = self.rnn(packed)
-            y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        x, lengths = stack_frames(x, lengths, self.stack)
+        y = self.rnn(x, lengths)
         return self.output(self.dropout(y)).log_softmax(dim=-1), lengths
+
+    def parts(self) -> dict[str, list[list[nn.Parameter]]]:
+        """The trainable parameters by part, each a list of layers from the input side:
+        ``frontend`` (only with one), ``encoder`` (the recurrent layers) and ``output``."""
+        parts = {"frontend": self.frontend.layer_groups()} if self.frontend is not None else {}
+        return {**parts, "encoder": self.rnn.layer_groups(),
+                "output": [list(self.output.parameters())]}
+
+    def resize_output(self, rows: Sequence[int | None]) -> CTCModel:
+        """A copy over ``len(rows)`` tokens: output row i is this model's row ``rows[i]``, or
+        freshly initialised (from torch's global generator) where it is None; the rest of the
+        network is copied unchanged."""
+        out = CTCModel(self.input_dim, len(rows), self.options)
+        out.load_state_dict({k: v for k, v in self.state_dict().items()
+                             if not k.startswith("output.")}, strict=False)
+        with torch.no_grad():
+            for i, j in enumerate(rows):
+                if j is not None:
+                    out.output.weight[i] = self.output.weight[j]
+                    out.output.bias[i] = self.output.bias[j]
+        return out
+
+    def exportable(self) -> nn.Module:
+        """An inference copy TorchScript compiles (and ONNX exports from): features and
+        lengths in, log-probs and output lengths out, the input normalisation inside."""
+        net = copy.deepcopy(self).eval()
+        net.rnn = net.rnn.exportable()
+        if net.frontend is not None:
+            net.frontend = net.frontend.exportable()
+        return net

@@ -1,45 +1,70 @@
-"""A (bidirectional, stacked) ``nn.LSTM`` over a padded batch that computes exactly what it
-computes over the packed batch, but through torch's fused CPU kernel (oneDNN), which packed
-input cannot use (2-4x faster than packed in alternating runs on a busy 2-core CPU)."""
+"""The ``lstm`` cell: a (bidirectional, stacked) ``nn.LSTM`` run on the padded batch, each
+direction of each layer through torch's fused kernel, the backward one on every sequence
+reversed within its length. It computes exactly what nn.LSTM computes over the packed batch,
+but through the fused CPU kernel (oneDNN), which packed input cannot use (2-4x faster than
+packed on a 2-core CPU), and it compiles with TorchScript and exports to ONNX's ``LSTM``.
+
+On a GPU outside TorchScript the packed path is kept (cuDNN's own variable-length kernel),
+and under CPU autocast too (the fused CPU kernel is float32 only): a device detail behind the
+same ``forward(x, lengths)``.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from recog.models.encoder import reverse_within, time_index, zero_padding
+
+Tensor = torch.Tensor
 
 
-def reversal_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
-    """(B, T) index that reverses each row within its length and leaves padding in place;
-    applying it twice is the identity."""
-    frame = torch.arange(steps, device=lengths.device)[None, :]
-    mirrored = lengths[:, None] - 1 - frame
-    return torch.where(frame < lengths[:, None], mirrored, frame)
+class LSTMStack(nn.LSTM):
+    """nn.LSTM (its parameters and their names) with the encoder protocol of
+    recog.models.encoder: (B, T, D) and lengths in, (B, T, directions * hidden) out."""
 
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = True, dropout: float = 0.0):
+        super().__init__(input_size, hidden_size, num_layers, batch_first=True,
+                         bidirectional=bidirectional, dropout=dropout)
+        self.output_dim = hidden_size * (2 if bidirectional else 1)
 
-def lstm_padded(rnn: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Outputs of batch-first ``rnn`` on (B, T, D) ``x`` with rows of ``lengths`` frames,
-    zero past each length: as ``pad_packed_sequence(rnn(pack_padded_sequence(x)))``.
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:  # type: ignore[override]
+        if not torch.jit.is_scripting():
+            if x.is_cuda or torch.is_autocast_enabled("cpu"):  # see the module docstring
+                return self._packed(x, lengths)
+        directions = 2 if self.bidirectional else 1
+        y = x.transpose(0, 1)  # (T, B, D)
+        index = time_index(lengths.to(x.device), y.shape[0])
+        zeros = y.new_zeros(1, y.shape[1], self.hidden_size)
+        w = self._flat_weights
+        for layer in range(self.num_layers):
+            if layer and self.dropout > 0:
+                y = F.dropout(y, self.dropout, self.training)
+            outputs = []
+            for d in range(directions):
+                j = 4 * (directions * layer + d)
+                inp = y if d == 0 else reverse_within(y, index)
+                h = torch.lstm(inp, (zeros, zeros), w[j:j + 4], True, 1, 0.0, self.training,
+                               False, False)[0]
+                outputs.append(h if d == 0 else reverse_within(h, index))
+            y = torch.cat(outputs, -1)
+        return zero_padding(y, lengths).transpose(0, 1)
 
-    The forward direction runs on ``x`` as it is (padding only follows a row's frames), the
-    reverse direction on every row reversed within its length, one layer at a time."""
-    if not rnn.batch_first or rnn.proj_size:
-        raise ValueError("lstm_padded needs a batch_first nn.LSTM without projections")
-    b, steps, _ = x.shape
-    index = reversal_index(lengths.to(x.device), steps)[..., None]
-    zeros = x.new_zeros(1, b, rnn.hidden_size)
-    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if rnn.bias else ("weight_ih",
-                                                                               "weight_hh")
-    for layer in range(rnn.num_layers):
-        outputs = []
-        for suffix in ("", "_reverse")[: 1 + rnn.bidirectional]:
-            weights = [getattr(rnn, f"{n}_l{layer}{suffix}") for n in names]
-            inp = x if not suffix else x.gather(1, index.expand(-1, -1, x.shape[-1]))
-            y = torch.lstm(inp, (zeros, zeros), weights, rnn.bias, 1, 0.0, rnn.training,
-                           False, True)[0]
-            outputs.append(y if not suffix else y.gather(1, index.expand(-1, -1, y.shape[-1])))
-        x = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
-        if rnn.dropout and rnn.training and layer < rnn.num_layers - 1:
-            x = F.dropout(x, rnn.dropout, training=True)
-    mask = torch.arange(steps, device=x.device)[None, :] < lengths.to(x.device)[:, None]
-    return x * mask[..., None]
+    @torch.jit.unused
+    def _packed(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """cuDNN's variable-length path (packed sequences), outside TorchScript."""
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        y, _ = super().forward(packed)
+        return pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])[0]
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Each layer's weights and biases, both directions."""
+        per_layer = 4 * (2 if self.bidirectional else 1)
+        w = list(self._flat_weights)
+        return [w[k * per_layer:(k + 1) * per_layer] for k in range(self.num_layers)]
+
+    def exportable(self) -> nn.Module:
+        return self

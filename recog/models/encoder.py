@@ -1,0 +1,66 @@
+"""The protocol every recurrent stack and front end of recog implements, and the padded,
+reversed-within-lengths layout they all run in.
+
+``forward(x, lengths)``: (B, T, D) padded batch-first input and (B,) lengths -> (B, T, out),
+zero past each length. ``layer_groups()``: the trainable parameters, one list per layer,
+bottom first (what fine-tuning freezes and gives learning rates to). ``exportable()``: the
+module as TorchScript can compile it (the same forward with a plain-op kernel where the
+training kernel is a custom autograd.Function), for ``recog-export``.
+
+Layout: a layer's backward direction reads each sequence reversed within its own length, so
+in both directions a row's frames come first and its padding after; a recurrence over the
+padded tensor therefore never lets padding reach a valid frame, and no packing is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What recog asks of a cell's stack and of a front end."""
+
+    output_dim: int
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """(B, T, D) input, (B,) lengths -> (B, T, output_dim), zero past each length."""
+        ...
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Trainable parameters, one list per layer, the input side first."""
+        ...
+
+    def exportable(self) -> nn.Module:
+        """A module TorchScript compiles, computing what ``forward`` computes."""
+        ...
+
+
+def reversal_index(lengths: Tensor, steps: int) -> Tensor:
+    """(B, T) index that reverses each row within its length and leaves padding in place;
+    applying it twice is the identity."""
+    frame = torch.arange(steps, device=lengths.device)[None, :]
+    mirrored = lengths[:, None] - 1 - frame
+    return torch.where(frame < lengths[:, None], mirrored, frame)
+
+
+def reverse_within(x: Tensor, index: Tensor) -> Tensor:
+    """Time-major (T, B, F) ``x`` with each row reversed within its length (``index`` from
+    ``reversal_index``, transposed to (T, B, 1))."""
+    return x.gather(0, index.expand(-1, -1, x.shape[2]))
+
+
+def time_index(lengths: Tensor, steps: int) -> Tensor:
+    """``reversal_index`` laid out for time-major (T, B, F) tensors: (T, B, 1)."""
+    return reversal_index(lengths, steps).t().unsqueeze(-1)
+
+
+def zero_padding(y: Tensor, lengths: Tensor) -> Tensor:
+    """Time-major (T, B, F) ``y`` with every frame past its row's length set to 0."""
+    frame = torch.arange(y.shape[0], device=y.device)[:, None]
+    return y.masked_fill((frame >= lengths.to(y.device)[None, :]).unsqueeze(-1), 0.0)
