@@ -79,6 +79,9 @@ class DecodeConfig(DecodeOptions):
     lm_weights: list[float] = field(default_factory=list)  # recog-lm: alpha grid on dev
     insertion_bonuses: list[float] = field(default_factory=list)  # recog-lm: beta grid
     word_lm_order: int = 2  # recog-lm: order of the word n-gram (with decode.word_lm)
+    # recog-lm: top the lexicon of training words up to this many with cmudict words
+    # (0: the training words only; Graves et al. 2009: a 20,000-word dictionary)
+    lexicon_size: int = 0
     word_lm_weights: list[float] = field(default_factory=list)  # recog-lm: gamma grid
 
 

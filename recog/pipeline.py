@@ -453,9 +453,10 @@ def _decode(cfg: Config, overridden: Collection[str] = ()) -> dict:
 
 def train_lm(cfg: Config) -> dict[str, str]:
     """Train the token n-gram (``decode.lm_order``, Kneser-Ney) on the train split's labels
-    into ``decode.lm``; if ``decode.lexicon`` is set, write the training text's words there,
-    and if ``decode.word_lm`` is, a word n-gram (``decode.word_lm_order``) over them."""
-    from recog.decode.lexicon import word_vocabulary, words_of
+    into ``decode.lm``; if ``decode.lexicon`` is set, write the training text's words there
+    (topped up to ``decode.lexicon_size`` from cmudict), and if ``decode.word_lm`` is, a word
+    n-gram (``decode.word_lm_order``) over them, trained on the training text."""
+    from recog.decode.lexicon import dictionary, word_vocabulary, words_of
     from recog.decode.ngram import train_kneser_ney, write_arpa
 
     if not (cfg.decode.lm or cfg.decode.lexicon):
@@ -474,7 +475,8 @@ def train_lm(cfg: Config) -> dict[str, str]:
         raise ValueError("decode.word_lm is trained over the lexicon: set decode.lexicon")
     if cfg.decode.lexicon:
         lines = [words_of(task.to_text(t)) for t in labels]
-        words = sorted({w for line in lines for w in line})
+        words = dictionary((w for line in lines for w in line), cfg.decode.lexicon_size,
+                           vocab.tokens)
         atomic_write_text(Path(cfg.decode.lexicon), "\n".join(words) + "\n")
         written["lexicon"] = cfg.decode.lexicon
     if cfg.decode.word_lm:

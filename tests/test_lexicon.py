@@ -131,6 +131,14 @@ def test_word_lm_errors(tmp_path) -> None:
     with pytest.raises(ValueError, match="through a lexicon"):
         make_decoder(DecodeOptions(method="beam", word_lm=str(tmp_path / "words.arpa")),
                      TOKENS)
-    with pytest.raises(DataError, match=r"does not cover 1 model token\(s\): \['b'\]"):
+    # a trained LM has <unk>, which scores the lexicon word it lacks ("b")
+    dec = make_decoder(DecodeOptions(method="beam", lexicon=str(tmp_path / "words"),
+                                     word_lm=str(tmp_path / "words.arpa")), TOKENS)
+    b = dec.words.column[dec.lexicon.next[0, TOKENS.index("b")]]
+    assert int(dec.words.lm.alias[b]) == int(dec.words.lm.alias[-1])  # <unk>'s id
+    (tmp_path / "no_unk.arpa").write_text(
+        "\\data\\\nngram 1=4\n\n\\1-grams:\n-99\t<s>\n-0.5\tab\n-0.5\tba\n-0.5\t</s>\n"
+        "\n\\end\\\n")
+    with pytest.raises(DataError, match=r"does not cover 1 model token\(s\): \['b'\] \(and"):
         make_decoder(DecodeOptions(method="beam", lexicon=str(tmp_path / "words"),
-                                   word_lm=str(tmp_path / "words.arpa")), TOKENS)
+                                   word_lm=str(tmp_path / "no_unk.arpa")), TOKENS)

