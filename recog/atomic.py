@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -76,9 +77,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, f"no space left on the device while writing {path}; "
-                          "the previous version of the file, if any, is intact") from e
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            why = ("the file grew past the process's file-size limit" if e.errno == errno.EFBIG
+                   else "no space left on the device")
+            raise OSError(e.errno, f"{why} while writing it; the previous version of the "
+                          "file, if any, is intact", str(path)) from e
+        if isinstance(e, RuntimeError) and "inline_container" in str(e):  # torch's writer
+            full = shutil.disk_usage(path.parent).free < 1 << 24
+            why = "no space left on the device" if full else "the write failed"
+            raise OSError(errno.ENOSPC if full else errno.EIO, f"{why} while writing it; the "
+                          "previous version of the file, if any, is intact", str(path)) from e
         raise
     _fsync_dir(path.parent)
 

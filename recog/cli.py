@@ -16,10 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from recog import pipeline
 from recog.config import Config, register
-from recog.data.utterance import DataError, atomic_write_text
-from recog.distributed import DistributedError, env_world
-from recog.lockfile import LockedError, exp_lock
-from recog.train import BatchTooLarge, Interrupted
+from recog.data.utterance import atomic_write_text
+from recog.distributed import env_world
+from recog.errors import guarded
+from recog.lockfile import exp_lock
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 register()
@@ -41,19 +41,13 @@ def _logging(log_file: Path | None = None) -> None:
 
 
 def _verb(fn: Callable[[DictConfig], None]) -> Callable[[], None]:
-    """A Hydra entry point whose bad-input errors end the run with one plain line."""
+    """A Hydra entry point whose failures end the run with one plain line (recog.errors)."""
 
+    @guarded
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
     @functools.wraps(fn)
     def main(cfg: DictConfig) -> None:
-        try:
-            fn(cfg)
-        except (DataError, LockedError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        except (Interrupted, DistributedError, BatchTooLarge) as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(128 + e.signum if isinstance(e, Interrupted) else 1)
+        guarded(fn)(cfg)
 
     return main
 
@@ -134,6 +128,7 @@ def lm(cfg: DictConfig) -> None:
     print(" ".join(f"decode.{o}={rows[0][o]}" for o in options))
 
 
+@guarded
 def score(argv: list[str] | None = None) -> None:
     """recog-score REF HYP: sclite-compatible error rates of Kaldi text or sclite trn files,
     per speaker and in total, with confusions, the worst utterances and a bootstrap CI."""
@@ -156,12 +151,8 @@ def score(argv: list[str] | None = None) -> None:
     p.add_argument("--json", type=Path, help="write scores.json here instead")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap interval")
     args = p.parse_args(argv)
-    try:
-        refs, hyps = read_text(args.ref), read_text(args.hyp)
-        utt2spk = ({k: v[0] for k, v in read_text(args.utt2spk).items()}
-                   if args.utt2spk else None)
-    except DataError as e:
-        sys.exit(f"error: {e}")
+    refs, hyps = read_text(args.ref), read_text(args.hyp)
+    utt2spk = {k: v[0] for k, v in read_text(args.utt2spk).items()} if args.utt2spk else None
     if args.fold39:
         normalize = partial(fold_timit, to=39)
     elif args.cer:
@@ -203,6 +194,7 @@ def finetune(cfg: DictConfig) -> None:
           f"(checkpoint {exp_dir / 'best.pt'})")
 
 
+@guarded
 def transcribe(argv: list[str] | None = None) -> None:
     """recog-transcribe CKPT FILE...: transcribe audio files (any format soundfile reads, any
     rate, stereo mixed down) or ink files (IAM-OnDB XML, JSON strokes) with a checkpoint."""
@@ -228,10 +220,7 @@ def transcribe(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     opts = TranscribeOptions(args.beam, args.lm, args.lm_weight, args.insertion_bonus,
                              args.batch_frames, args.device)
-    try:
-        results = Transcriber.load(args.checkpoint, opts)(args.files)
-    except (DataError, ValueError) as e:
-        sys.exit(f"error: {e}")
+    results = Transcriber.load(args.checkpoint, opts)(args.files)
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=1))
     elif args.kaldi:
@@ -242,6 +231,7 @@ def transcribe(argv: list[str] | None = None) -> None:
             print(f"{r['file']}\t{r['text']}")
 
 
+@guarded
 def export(argv: list[str] | None = None) -> None:
     """recog-export CKPT OUT_DIR: TorchScript (model.ts) and ONNX (model.onnx) of the network,
     features in, log-probs out, with tokens.json and front_end.json."""
@@ -254,8 +244,5 @@ def export(argv: list[str] | None = None) -> None:
     p.add_argument("--format", choices=[*FORMATS, "all"], default="all")
     args = p.parse_args(argv)
     formats = FORMATS if args.format == "all" else (args.format,)
-    try:
-        for path in export_model(args.checkpoint, args.out, formats):
-            print(path)
-    except DataError as e:
-        sys.exit(f"error: {e}")
+    for path in export_model(args.checkpoint, args.out, formats):
+        print(path)

@@ -4,6 +4,7 @@ nothing of audio or ink: scoring goes through the ``normalize`` function it is g
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -20,8 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recog.atomic import remove_stale_temps
 from recog.batching import Batch, CTCDataset, bucket_batches, iterate, load, rank_batches
-from recog.data.utterance import atomic_write_text
+from recog.data.utterance import DataError, atomic_write_text
 from recog.decode.greedy import greedy_decode
 from recog.distributed import (
     all_sum,
@@ -33,7 +35,7 @@ from recog.distributed import (
 )
 from recog.features.cache import Progress
 from recog.metrics import error_count
-from recog.models.checkpoint import save_checkpoint
+from recog.models.checkpoint import read_payload, save_checkpoint
 from recog.models.ctc import CTCModel
 from recog.tokens import Vocabulary
 
@@ -73,6 +75,7 @@ class TrainerOptions:
     num_threads: int = 0  # torch intra-op threads; 0 = auto (recog.threads: half the cores)
     max_bad_steps: int = 20  # consecutive non-finite losses before giving up
     resume: bool = True  # continue from last.pt when the experiment folder has one
+    overwrite: bool = False  # resume=false may replace a finished run's best.pt
     checkpoint_every: int = 200  # also write last.pt every this many steps (0: epoch ends)
     backend: str = "auto"  # torch.distributed under torchrun: auto = nccl on GPU, gloo on CPU
     dist_timeout_s: float = 600.0  # rendezvous and collective timeout under torchrun
@@ -93,6 +96,17 @@ class BatchTooLarge(MemoryError):
     """A training step ran out of memory; says which utterances were in the batch."""
 
 
+class Diverged(FloatingPointError):
+    """Training blew up (non-finite weights, or losses far above chance for many steps):
+    stopped before a checkpoint holds the damage."""
+
+    def __init__(self, exp_dir: Path, epoch: int, step: int, what: str):
+        super().__init__(f"{exp_dir}: training diverged at epoch {epoch}, step {step}: {what}; "
+                         "last.pt and best.pt hold the last good state: lower optim.lr or "
+                         "tighten optim.grad_clip, then run again with trainer.resume=false "
+                         "trainer.overwrite=true (or another name=...)")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -100,8 +114,12 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    """Every random generator the loop draws from (dropout, weight noise, shuffles)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+    """Every random generator the loop draws from (dropout, weight noise, shuffles), as
+    tensors and plain values (what a ``weights_only`` checkpoint can hold)."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    state = {"python": random.getstate(),
+             "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)),
+                       "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
@@ -111,10 +129,71 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     if "python" in state:
         random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"],
+                             n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
+
+
+def _flat(prefix: str, value: object) -> dict[str, object]:
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            out.update(_flat(f"{prefix}.{k}", v))
+        return out
+    return {prefix: list(value) if isinstance(value, tuple) else value}
+
+
+def _fingerprint(dataset: CTCDataset) -> str:
+    """The utterances, their lengths and labels of a split, in a few characters."""
+    h = hashlib.sha256()
+    for i, length, target in zip(dataset.ids, dataset.lengths.tolist(), dataset.targets,
+                                 strict=True):
+        h.update(f"{i}\t{length}\t{list(target)}\n".encode())
+    return f"{len(dataset)} utterances, {int(dataset.lengths.sum())} frames, {h.hexdigest()[:12]}"
+
+
+def data_order(trainer: TrainerOptions, config: dict, train_set: CTCDataset,
+               dev_set: CTCDataset, model: CTCModel, vocab: Vocabulary) -> dict[str, object]:
+    """What fixes the order and content of every training step and the model's shape,
+    flattened to dotted keys: batching and seed, the corpus and front end, both splits'
+    contents, the network options and the vocabulary. ``last.pt`` keeps it; resuming under
+    anything else would skip or repeat data (the epoch's batches are rebuilt from it) or
+    load weights into another network. Processes and accumulation may change: a step's
+    batch is global."""
+    order: dict[str, object] = {f"trainer.{k}": getattr(trainer, k)
+                                for k in ("batch_frames", "max_batch_utts", "seed")}
+    for group in ("corpus", "features", "augment"):
+        if isinstance(config.get(group), dict):
+            order.update(_flat(group, config[group]))
+    order["train split"] = _fingerprint(train_set)
+    order["dev split"] = _fingerprint(dev_set)
+    order["model.input_dim"] = model.input_dim
+    order.update(_flat("model", model.options.as_dict()))
+    order["vocabulary"] = " ".join(vocab.tokens)
+    return order
+
+
+def check_resumable(last: Path, saved: dict | None, now: dict[str, object]) -> None:
+    """Refuse to resume ``last`` under settings that change the data order or the model
+    (``data_order``), naming each key that differs, with its value then and now."""
+    if saved == now:
+        return
+    if saved is None:
+        differ = "it records no settings (written by an older recog)"
+    else:
+        keys = sorted(set(saved) | set(now), key=str)
+        diffs = [f"{k}: {saved.get(k, '(unset)')!s:.60} -> {now.get(k, '(unset)')!s:.60}"
+                 for k in keys if saved.get(k) != now.get(k)]
+        differ = "; ".join(diffs[:6]) + (f" and {len(diffs) - 6} more" if len(diffs) > 6
+                                         else "")
+    raise DataError(last, f"cannot resume: this run's settings differ from the run that "
+                    f"wrote it ({differ}); resuming would skip or repeat data. Rerun with "
+                    "the settings it was written with, train into another experiment folder "
+                    "(name=...), or start afresh with trainer.resume=false "
+                    "trainer.overwrite=true")
 
 
 def make_optimizer(model: torch.nn.Module, opts: OptimOptions, params: Iterable | None = None
@@ -297,10 +376,20 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
     history: list[dict] = []
     best, start_epoch, position, global_step = math.inf, 1, None, 0
     last = exp_dir / "last.pt"
+    order = data_order(opts, config, train_set, dev_set, model, vocab)
+    if world.is_main:
+        for tmp in remove_stale_temps(exp_dir):
+            log.warning("removed %s, left by a run that was killed while writing it", tmp)
     if opts.resume and last.is_file():
-        state = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state = read_payload(last, device)
+        check_resumable(last, state.get("data_order"), order)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise DataError(last, f"does not fit this model or optimiser ({e}); resume with "
+                            "the settings it was written with, or start afresh with "
+                            "trainer.resume=false") from None
         scheduler.load_state_dict(state["scheduler"])
         rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
         if world.rank < len(rngs):
@@ -314,6 +403,10 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
         log.info("resumed from %s at epoch %d%s (best dev error %.2f %%)", last, start_epoch,
                  where, best)
     else:
+        if (exp_dir / "best.pt").is_file() and not opts.overwrite:
+            raise DataError(exp_dir / "best.pt", "trainer.resume=false would replace this "
+                            "finished run's model; add trainer.overwrite=true to do so, or "
+                            "train into another experiment folder (name=...)")
         seed_everything(opts.seed + world.rank)
     net: torch.nn.Module = model
     if world.active:
@@ -330,7 +423,8 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
             save_checkpoint(last, model, vocab, config, epoch=epoch_done, best=best,
                             history=history, optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), rng=rngs, position=pos,
-                            global_step=global_step, world_size=world.size)
+                            global_step=global_step, world_size=world.size,
+                            data_order=order)
 
     with _StopSignals() as stop, peer_failures("training"):
         for epoch in range(start_epoch, opts.epochs + 1):
@@ -362,7 +456,7 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                 n_utts = len(batches[s])
                 optimizer.zero_grad(set_to_none=True)
                 step = _EpochStats()
-                finite = True
+                finite, blown = True, False
                 with noise:
                     for a in range(opts.accumulate):
                         batch = next(loader)
@@ -385,26 +479,37 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                         if real:
                             value = loss.item()
                             finite = finite and math.isfinite(value)
+                            chance = batch.frames * math.log(len(vocab))
+                            blown = blown or value > 10 * max(chance, 1.0)
                             step.loss += value
                             step.utts += len(batch.indices)
                             step.frames += batch.frames
                             step.padded += batch.padded_frames
                 # one reduction decides for every process: skip the step? stop after it?
-                bad, signalled = all_sum([0.0 if finite else 1.0, float(stop.signum > 0)],
-                                         device)
+                bad, signalled, far = all_sum([0.0 if finite else 1.0, float(stop.signum > 0),
+                                               float(blown)], device)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
                 if bad or not torch.isfinite(grad_norm):
                     stats.skipped += 1
                     bad_in_a_row += 1
                     if bad_in_a_row >= opts.max_bad_steps:
-                        raise FloatingPointError(
-                            f"{bad_in_a_row} training steps in a row had a non-finite loss or "
-                            "gradient: lower the learning rate, tighten grad_clip, or check the "
-                            "data for utterances whose labels do not fit their frames")
+                        raise Diverged(exp_dir, epoch, s + 1,
+                                       f"{bad_in_a_row} steps in a row had a non-finite loss or "
+                                       "gradient (or the data hold utterances whose labels do "
+                                       "not fit their frames)")
                 else:
-                    bad_in_a_row = 0
+                    # losses ten times those of a uniform output, many steps running: blown up
+                    bad_in_a_row = bad_in_a_row + 1 if far else 0
+                    if bad_in_a_row >= opts.max_bad_steps:
+                        raise Diverged(exp_dir, epoch, s + 1,
+                                       f"{bad_in_a_row} steps in a row had a loss over ten "
+                                       "times that of a uniform output")
                     stats.grad_norm += float(grad_norm)
                     optimizer.step()
+                    if not _finite_weights(model):
+                        lr = optimizer.param_groups[0]["lr"]
+                        raise Diverged(exp_dir, epoch, s + 1, "an update made the weights "
+                                       f"non-finite (learning rate {lr:g})")
                     stats.loss += step.loss
                     stats.utts += step.utts
                     stats.frames += step.frames
@@ -450,7 +555,10 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                          dev_loss, dev_err, record["frames_per_s"], record["lr"],
                          record["seconds"], f" | {total.skipped} steps skipped (non-finite)"
                          if total.skipped else "")
-            if dev_err < best:
+            if not math.isfinite(dev_loss):
+                log.warning("epoch %d: the dev loss is not finite: this epoch's model is not "
+                            "taken as best.pt", epoch)
+            elif dev_err < best:
                 best = dev_err
                 if world.is_main:
                     save_checkpoint(exp_dir / "best.pt", model, vocab, config, epoch=epoch,
@@ -461,6 +569,12 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
             if stop.signum:  # arrived during the evaluation
                 raise Interrupted(stop.signum, last, epoch + 1, 0)
     return {"history": history, "best_dev_error_rate": best}
+
+
+def _finite_weights(model: torch.nn.Module) -> bool:
+    """Every parameter is finite (one reduction per tensor, no copy to the host per tensor)."""
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 def _tensorboard(exp_dir: Path):  # noqa: ANN202 - a SummaryWriter, or None

@@ -18,7 +18,6 @@ from recog.atomic import atomic_write_text
 from recog.features.cache import FeatureCache
 from recog.lockfile import LockedError, exp_lock
 from recog.models import CTCModel, ModelOptions
-from recog.models import checkpoint as checkpoint_module
 from recog.models.checkpoint import load_checkpoint, save_checkpoint
 from recog.tokens import timit_vocabulary
 from tests.timit_tree import tiny_config
@@ -126,25 +125,47 @@ def _model(seed: int) -> CTCModel:
     return CTCModel(3, len(timit_vocabulary(39)), ModelOptions(hidden=5, layers=1))
 
 
-def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+# Writes two files past a real kernel limit (RLIMIT_FSIZE: each write beyond it fails with
+# EFBIG, as one beyond a full disk fails with ENOSPC): a checkpoint through save_checkpoint,
+# and a file that torch.save writes by path itself (as recog-export's writers do), then
+# prints what the CLI's error boundary makes of each failure.
+FULL_DISK = """
+import resource, signal, sys, torch
+from pathlib import Path
+from recog.atomic import atomic_path
+from recog.errors import describe
+from recog.models import CTCModel, ModelOptions
+from recog.models.checkpoint import save_checkpoint
+from recog.tokens import timit_vocabulary
+
+path = Path(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 4096,) * 2)
+big = CTCModel(3, len(timit_vocabulary(39)), ModelOptions(hidden=64, layers=2))
+def by_path():
+    with atomic_path(path) as tmp:
+        torch.save(big.state_dict(), tmp)
+for write in (lambda: save_checkpoint(path, big, timit_vocabulary(39), {"run": 2}), by_path):
+    try:
+        write()
+    except Exception as e:
+        print(describe(e)[0])
+"""
+
+
+def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path: Path) -> None:
     vocab = timit_vocabulary(39)
     path = tmp_path / "exp" / "last.pt"
     save_checkpoint(path, _model(0), vocab, {"run": 1}, epoch=1)
     before = path.read_bytes()
-
-    def save_until_the_disk_is_full(obj: object, f: object) -> None:
-        f.write(b"x" * 4096)  # type: ignore[attr-defined]  # half a checkpoint, then ENOSPC
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(checkpoint_module.torch, "save", save_until_the_disk_is_full)
-    with pytest.raises(OSError) as err:
-        save_checkpoint(path, _model(1), vocab, {"run": 2}, epoch=2)
-    assert err.value.errno == errno.ENOSPC and str(path) in str(err.value)
-    assert "previous version of the file, if any, is intact" in str(err.value)
-    monkeypatch.undo()
+    run = subprocess.run([sys.executable, "-c", FULL_DISK, str(path)], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == (f"{path}: the file grew past the process's file-size limit while "
+                        "writing it; the previous version of the file, if any, is intact")
+    assert lines[1].startswith(f"{path}: ") and "the previous version" in lines[1], lines[1]
     assert path.read_bytes() == before
-    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]  # no temporary left
     model, _, payload = load_checkpoint(path)
     assert payload["epoch"] == 1 and payload["config"] == {"run": 1}
     for name, tensor in _model(0).state_dict().items():

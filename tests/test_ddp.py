@@ -46,7 +46,7 @@ def _worker(data: Path, exp: Path, *args: str, **env: object) -> subprocess.Pope
 
 
 def _params(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=False)["model"]
+    return torch.load(path, weights_only=True)["model"]
 
 
 @pytest.mark.parametrize("world,accumulate", [(1, 1), (2, 1), (3, 1), (2, 2), (4, 3)])
@@ -133,5 +133,5 @@ def test_a_dead_rank_stops_the_others_and_last_pt_stays_loadable(tmp_path: Path)
     procs[1].communicate()
     assert procs[0].returncode == 1, err
     assert "rank 0 of 2" in err and "another training process has probably died" in err
-    state = torch.load(exp / "last.pt", weights_only=False)
+    state = torch.load(exp / "last.pt", weights_only=True)
     assert state["position"] is not None and state["world_size"] == 2

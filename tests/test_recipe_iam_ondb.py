@@ -44,7 +44,7 @@ def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
         image = matplotlib.image.imread(exp / "results" / f"{name}.png")
         assert image.shape[0] >= 300 and image.shape[1] >= 800, name
         assert f"({name}.png)" in (exp / "results/report.md").read_text()
-    vocab = torch.load(exp / "best.pt", weights_only=False)["vocab"]
+    vocab = torch.load(exp / "best.pt", weights_only=True)["vocab"]
     assert vocab == ["<blk>", " ", '"', "#", "a", "b"]  # from the training transcripts
 
 

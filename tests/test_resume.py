@@ -36,7 +36,7 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     proc = _run(tmp / "data", tmp / "straight")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out + err
-    return tmp / "data", torch.load(tmp / "straight/last.pt", weights_only=False)
+    return tmp / "data", torch.load(tmp / "straight/last.pt", weights_only=True)
 
 
 def _stop_mid_epoch(data: Path, exp: Path, sig: int) -> tuple[subprocess.Popen, str]:
@@ -55,7 +55,7 @@ def _resume_and_compare(data: Path, exp: Path, reference: dict) -> None:
     proc = _run(data, exp)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out + err
-    resumed = torch.load(exp / "last.pt", weights_only=False)
+    resumed = torch.load(exp / "last.pt", weights_only=True)
     assert resumed["epoch"] == reference["epoch"] == 3
     for key, value in reference["model"].items():
         assert torch.allclose(value, resumed["model"][key], rtol=0, atol=1e-6), key
@@ -76,7 +76,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(
         assert proc.returncode == 128 + sig, err
         assert f"stopped by {signal.Signals(sig).name} at epoch 1" in err
         assert "run the same command again to resume" in err
-    state = torch.load(exp / "last.pt", weights_only=False)
+    state = torch.load(exp / "last.pt", weights_only=True)
     assert state["position"] is not None and state["position"]["epoch"] == 1
     assert 0 < state["position"]["step"] < 12  # mid-epoch (12 steps of 2 utterances)
     _resume_and_compare(data, exp, reference)
@@ -89,10 +89,10 @@ def test_resume_with_spec_augment_draws_the_same_masks(tmp_path: Path) -> None:
     proc = _run(tmp_path / "data", tmp_path / "straight", "specaug=1")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out + err
-    reference = torch.load(tmp_path / "straight/last.pt", weights_only=False)
+    reference = torch.load(tmp_path / "straight/last.pt", weights_only=True)
     plain = _run(tmp_path / "data", tmp_path / "plain")
     assert plain.wait(timeout=120) == 0
-    unmasked = torch.load(tmp_path / "plain/last.pt", weights_only=False)
+    unmasked = torch.load(tmp_path / "plain/last.pt", weights_only=True)
     assert reference["history"][0]["train_loss"] != unmasked["history"][0]["train_loss"]
     exp = tmp_path / "exp"
     proc = _run(tmp_path / "data", exp, "slow=0.03", "specaug=1")
@@ -105,7 +105,7 @@ def test_resume_with_spec_augment_draws_the_same_masks(tmp_path: Path) -> None:
     resumed = _run(tmp_path / "data", exp, "specaug=1")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, out + err
-    final = torch.load(exp / "last.pt", weights_only=False)
+    final = torch.load(exp / "last.pt", weights_only=True)
     for key, value in reference["model"].items():
         assert torch.allclose(value, final["model"][key], rtol=0, atol=1e-6), key
 

@@ -33,8 +33,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
     _train(tmp_path, "straight", 3)
     _train(tmp_path, "resumed", 1)
     _train(tmp_path, "resumed", 3)  # picks up last.pt at epoch 1
-    a = torch.load(tmp_path / "straight/last.pt", weights_only=False)
-    b = torch.load(tmp_path / "resumed/last.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
     assert [h["epoch"] for h in b["history"]] == [1, 2, 3]
     for name, tensor in a["model"].items():

@@ -1,0 +1,193 @@
+"""Security and integrity: a checkpoint cannot run code, damaged checkpoints and caches are
+refused, a resume under other settings is refused, the lock file is not followed through a
+link, and every failure of a console verb is one line naming the file, exit status 2."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from recog import cli
+from recog.config import Config
+from recog.data.utterance import DataError
+from recog.finetune import FinetuneOptions
+from recog.finetune import finetune as run_finetune
+from recog.models import CTCModel, ModelOptions, load_checkpoint, save_checkpoint
+from recog.models.checkpoint import content_hash, read_payload
+from tests import train_worker
+from tests.train_worker import DIM, VOCAB, tiny_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+ENV.pop("RECOG_DEBUG", None)
+
+
+class _Payload:
+    """Pickles as a call of os.system: what a hostile checkpoint appends to its payload."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def _checkpoint(path: Path, **state: object) -> Path:
+    torch.manual_seed(0)
+    model = CTCModel(DIM, len(VOCAB), ModelOptions(hidden=8, layers=1))
+    save_checkpoint(path, model, VOCAB, {"features": {"audio": {"kind": "fbank"}}}, **state)
+    return path
+
+
+def _poison(path: Path, marker: Path) -> None:
+    """Rewrite ``path`` with a payload that runs ``touch marker`` when unpickled."""
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "extra": _Payload(marker)}, path)
+
+
+@pytest.fixture
+def poisoned(tmp_path: Path) -> tuple[Path, Path]:
+    """A best.pt whose unpickling would create ``marker``; checked to be live."""
+    marker = tmp_path / "payload-ran"
+    ckpt = _checkpoint(tmp_path / "exp" / "best.pt")
+    _poison(ckpt, marker)
+    torch.load(ckpt, weights_only=False)  # the payload is live: the old loader ran it
+    assert marker.exists()
+    marker.unlink()
+    return ckpt, marker
+
+
+def _refused(capsys: pytest.CaptureFixture, verb: object, argv: list[str], path: Path
+             ) -> str:
+    with pytest.raises(SystemExit) as e:
+        verb(argv)  # type: ignore[operator]
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: {path}: "), err
+    return err
+
+
+def test_poisoned_checkpoint_is_refused_by_every_verb(
+        poisoned: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ckpt, marker = poisoned
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"")
+    err = _refused(capsys, cli.transcribe, [str(ckpt), str(wav)], ckpt)
+    assert "refused: the file holds pickled objects other than tensors" in err
+    _refused(capsys, cli.export, [str(ckpt), str(tmp_path / "out")], ckpt)
+    assert not (tmp_path / "out" / "model.ts").exists()
+    cfg = Config()
+    cfg.exp_dir = str(ckpt.parent)
+    with pytest.raises(DataError, match="refused"):  # recog-decode's library call
+        from recog import pipeline
+        pipeline.decode(cfg)
+    with pytest.raises(DataError, match="refused"):  # recog-finetune's
+        run_finetune(cfg, FinetuneOptions(checkpoint=str(ckpt)))
+    exp = tmp_path / "resume"  # a resuming recog-train reads last.pt
+    _poison(_checkpoint(exp / "last.pt"), marker)
+    with pytest.raises(DataError, match="refused"):
+        train_worker.run(tmp_path / "data", exp, {"trainer.epochs": "1"})
+    assert not marker.exists()
+
+
+def test_poisoned_checkpoint_through_the_decode_command(poisoned: tuple[Path, Path]) -> None:
+    """The Hydra verb, end to end: one line, exit 2, no payload run, no traceback."""
+    ckpt, marker = poisoned
+    run = subprocess.run([sys.executable, "-c", "from recog.cli import decode; decode()",
+                          f"exp_dir={ckpt.parent}"], cwd=ckpt.parent.parent, env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith(f"error: {ckpt}: refused: ") and run.stderr.count("\n") == 1
+    assert not marker.exists()
+
+
+def _flip(path: Path, at: int) -> None:
+    """Flip one bit of byte ``at`` (same size, as a disk or a copy damages a file)."""
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def _tensor_offset(path: Path, name: str) -> int:
+    """Where the bytes of the largest stored tensor begin inside the zip (an independent
+    look: the zip's own directory, not recog's reader)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        infos = [i for i in z.infolist() if "/data/" in i.filename]
+        big = max(infos, key=lambda i: i.file_size)
+        assert big.compress_type == zipfile.ZIP_STORED
+        header = path.read_bytes()[big.header_offset:big.header_offset + 30]
+        name_len = int.from_bytes(header[26:28], "little")
+        extra_len = int.from_bytes(header[28:30], "little")
+        return big.header_offset + 30 + name_len + extra_len + big.file_size // 2
+
+
+@pytest.mark.parametrize("name", ["best.pt", "last.pt"])
+def test_a_flipped_bit_in_a_checkpoint_is_detected(tmp_path: Path, name: str) -> None:
+    path = _checkpoint(tmp_path / name, epoch=1, best=12.5, history=[{"epoch": 1}])
+    model, _, _ = load_checkpoint(path)  # whole: it loads
+    _flip(path, _tensor_offset(path, name))
+    with pytest.raises(DataError) as err:
+        read_payload(path)
+    assert str(err.value) == (f"{path}: checkpoint content does not match its SHA-256 (the "
+                              "file was damaged or edited after it was written); use another "
+                              "copy")
+
+
+def test_a_rewritten_value_in_a_checkpoint_is_detected(tmp_path: Path) -> None:
+    """Not only tensor bytes: a plain value changed (and re-saved whole) is caught too."""
+    path = _checkpoint(tmp_path / "best.pt", epoch=1)
+    payload = torch.load(path, weights_only=True)
+    assert payload["sha256"] == content_hash(payload)
+    torch.save({**payload, "vocab": [*payload["vocab"][:-1], "z"]}, path)
+    with pytest.raises(DataError, match="does not match its SHA-256"):
+        read_payload(path)
+
+
+def test_content_hash_covers_every_value() -> None:
+    """Each kind of change moves the hash; equal contents give equal hashes."""
+    base = {"w": torch.zeros(3), "n": 1, "f": 0.5, "s": "a", "l": [1, 2], "d": {1: None}}
+    same = {"d": {1: None}, "l": [1, 2], "s": "a", "f": 0.5, "n": 1, "w": torch.zeros(3)}
+    assert content_hash(base) == content_hash(same)
+    for change in ({"w": torch.zeros(4)}, {"w": torch.zeros(3, dtype=torch.float64)},
+                   {"w": torch.tensor([0.0, 0.0, 1e-30])}, {"n": 2}, {"n": 1.0},
+                   {"f": 0.25}, {"s": "b"}, {"l": (1, 2)}, {"d": {1: 0}}, {"extra": 1}):
+        assert content_hash({**base, **change}) != content_hash(base), change
+
+
+def test_checkpoint_with_non_finite_weights_is_refused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CTCModel(DIM, len(VOCAB), ModelOptions(hidden=8, layers=1))
+    model.set_normalization(torch.full((DIM,), float("nan")), torch.ones(DIM))
+    save_checkpoint(tmp_path / "best.pt", model, VOCAB, {})
+    with pytest.raises(DataError, match="non-finite weights or normalisation statistics"):
+        load_checkpoint(tmp_path / "best.pt")
+
+
+def test_checkpoints_hold_only_what_weights_only_reads(tmp_path: Path) -> None:
+    """A whole training run's last.pt (optimiser, schedule, numpy/python/torch RNG states)
+    loads with weights_only=True, and resuming from it restores the numpy stream."""
+    import numpy as np
+
+    tiny_corpus(tmp_path / "data")
+    train_worker.run(tmp_path / "data", tmp_path / "exp", {"trainer.epochs": "1"})
+    state = torch.load(tmp_path / "exp" / "last.pt", weights_only=True)
+    assert {"optimizer", "scheduler", "rng", "data_order"} <= set(state)
+    from recog.train import rng_state, set_rng_state
+
+    np.random.seed(5)
+    np.random.standard_normal()  # a cached Gaussian in the state as well
+    buffer = io.BytesIO()
+    torch.save(rng_state(), buffer)
+    expected = (np.random.random_sample(3).tolist(), np.random.standard_normal())
+    buffer.seek(0)
+    set_rng_state(torch.load(buffer, weights_only=True))
+    assert (np.random.random_sample(3).tolist(), np.random.standard_normal()) == expected
+
