@@ -191,3 +191,104 @@ def test_checkpoints_hold_only_what_weights_only_reads(tmp_path: Path) -> None:
     set_rng_state(torch.load(buffer, weights_only=True))
     assert (np.random.random_sample(3).tolist(), np.random.standard_normal()) == expected
 
+
+
+# --------------------------------------------------------------------------- resume
+def _train(tmp_path: Path, exp: Path, **overrides: str) -> dict:
+    return train_worker.run(tmp_path / "data", exp, {"trainer.epochs": "1", **overrides})
+
+
+def test_resume_with_another_batching_or_model_is_refused(tmp_path: Path) -> None:
+    """Stopped with 2 utterances a step, rerun with 4: refused naming the key (the run would
+    otherwise skip half the epoch); the same for the network's options."""
+    exp = tmp_path / "exp"
+    _train(tmp_path, exp, **{"trainer.max_batch_utts": "2"})
+    before = (exp / "last.pt").read_bytes()
+    with pytest.raises(DataError) as err:
+        _train(tmp_path, exp, **{"trainer.max_batch_utts": "4", "trainer.epochs": "2"})
+    message = str(err.value)
+    assert message.startswith(f"{exp / 'last.pt'}: cannot resume: ")
+    assert "(trainer.max_batch_utts: 2 -> 4); resuming would skip or repeat data" in message
+    assert "name=..." in message and "trainer.resume=false" in message
+    with pytest.raises(DataError, match=r"\(model.dropout: 0.1 -> 0.3\)"):
+        _train(tmp_path, exp, **{"trainer.max_batch_utts": "2", "model.dropout": "0.3"})
+    assert (exp / "last.pt").read_bytes() == before  # nothing trained, nothing written
+    history = _train(tmp_path, exp, **{"trainer.max_batch_utts": "2", "trainer.epochs": "2"})
+    assert [h["epoch"] for h in history["history"]] == [1, 2]  # same settings: resumes
+
+
+def test_resume_false_keeps_a_finished_run_unless_overwrite(tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    _train(tmp_path, exp)
+    best = (exp / "best.pt").read_bytes()
+    with pytest.raises(DataError) as err:
+        _train(tmp_path, exp, **{"trainer.resume": "false"})
+    assert str(err.value).startswith(f"{exp / 'best.pt'}: trainer.resume=false would replace")
+    assert "trainer.overwrite=true" in str(err.value)
+    assert (exp / "best.pt").read_bytes() == best
+    _train(tmp_path, exp, **{"trainer.resume": "false", "trainer.overwrite": "true",
+                             "trainer.seed": "3"})
+    assert (exp / "best.pt").read_bytes() != best
+
+
+def test_stale_temporary_checkpoints_are_removed(tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = exp / f".last.pt.{int(dead.stdout)}.tmp"  # that process has exited
+    stale.write_bytes(b"half a checkpoint")
+    _train(tmp_path, exp)
+    assert not stale.exists() and (exp / "last.pt").is_file()
+
+
+def test_divergence_stops_with_a_message_and_keeps_finite_checkpoints(tmp_path: Path) -> None:
+    from recog.train import Diverged
+
+    exp = tmp_path / "exp"
+    with pytest.raises(Diverged) as err:
+        _train(tmp_path, exp, **{"optim.lr": "1e6", "optim.grad_clip": "1e9",
+                                 "trainer.epochs": "3", "trainer.max_bad_steps": "3"})
+    assert str(err.value).startswith(f"{exp}: training diverged at epoch ")
+    assert "lower optim.lr" in str(err.value)
+    for name in ("best.pt", "last.pt"):  # whatever was written holds finite weights
+        if (exp / name).exists():
+            load_checkpoint(exp / name)
+
+
+def test_best_checkpoint_is_never_taken_from_a_non_finite_dev_loss(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recog import train
+
+    evaluate = train.evaluate
+
+    def nan_loss(*args: object, **kwargs: object) -> tuple:
+        _, err, hyps = evaluate(*args, **kwargs)
+        return float("nan"), err, hyps
+
+    monkeypatch.setattr(train, "evaluate", nan_loss)
+    exp = tmp_path / "exp"
+    _train(tmp_path, exp)
+    assert (exp / "last.pt").is_file() and not (exp / "best.pt").exists()
+
+
+# --------------------------------------------------------------------------- lock file
+def test_lock_file_is_not_followed_through_a_link(tmp_path: Path) -> None:
+    from recog.lockfile import exp_lock
+
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / ".lock").symlink_to(victim)
+    with pytest.raises(DataError) as err:
+        with exp_lock(exp):
+            pass
+    assert str(err.value).startswith(f"{exp.resolve() / '.lock'}: the experiment lock is a "
+                                     "symbolic link")
+    assert victim.read_text() == "keep me\n"
+    (exp / ".lock").unlink()
+    os.mkfifo(exp / ".lock")
+    with pytest.raises(DataError, match="not a regular file"):
+        with exp_lock(exp):
+            pass
