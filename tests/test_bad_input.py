@@ -441,10 +441,14 @@ def test_decoder_rejects_malformed_input() -> None:
     assert greedy_decode(lp, torch.tensor([5, 0])) == [[], []]
 
 
-def test_decoding_non_finite_model_output(prepared: Config, tmp_path: Path) -> None:
-    """An utterance whose log-probs are NaN (here: its cached frames damaged after the build)
-    is an error naming its file, or with skip_bad left out of the scores and listed."""
+def test_decoding_non_finite_model_output(prepared: Config, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An utterance whose log-probs are NaN (here: finite frames so large that the model's
+    normalisation overflows) is an error naming its file, or with skip_bad left out of the
+    scores and listed."""
     import copy
+
+    from recog.tasks import TimitTask
 
     cfg = copy.deepcopy(prepared)
     cfg.exp_dir, cfg.data.cache_dir = str(tmp_path / "exp"), str(tmp_path / "features")
@@ -452,13 +456,18 @@ def test_decoding_non_finite_model_output(prepared: Config, tmp_path: Path) -> N
     vocab = timit_vocabulary(61)
     dev = pipeline.features(cfg, "dev")
     model = CTCModel(dev.dim, len(vocab), cfg.model)
+    model.set_normalization(torch.zeros(dev.dim), torch.full((dev.dim,), 1e-3))
     save_checkpoint(Path(cfg.exp_dir) / "best.pt", model, vocab, {}, epoch=0)
     assert pipeline.decode(cfg)["skipped"] == []
-    frames = np.memmap(dev.index_path.with_suffix(".f32"), np.float32, "r+",
-                       shape=(int(dev.lengths.sum()), dev.dim))
-    frames[dev.offsets[1] + 3] = np.nan
-    frames.flush()
     utts = pipeline.load_split(cfg, "dev")
+    extract = TimitTask.extract
+
+    def huge_second_utterance(self: TimitTask, utt: Utterance) -> torch.Tensor:
+        feats = extract(self, utt)
+        return feats.abs() + 3e38 if utt.id == utts[1].id else feats
+
+    monkeypatch.setattr(TimitTask, "extract", huge_second_utterance)
+    cfg.data.cache_dir = str(tmp_path / "features-huge")
     with pytest.raises(DataError) as err:
         pipeline.decode(cfg)
     _check(err.value, Path(utts[1].source), None, "the model's output is not finite")

@@ -4,18 +4,22 @@ link, and every failure of a console verb is one line naming the file, exit stat
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from recog import cli
 from recog.config import Config
-from recog.data.utterance import DataError
+from recog.data.utterance import DataError, Utterance
+from recog.features.cache import FeatureCache, build_cache
 from recog.finetune import FinetuneOptions
 from recog.finetune import finetune as run_finetune
 from recog.models import CTCModel, ModelOptions, load_checkpoint, save_checkpoint
@@ -174,7 +178,6 @@ def test_checkpoint_with_non_finite_weights_is_refused(tmp_path: Path) -> None:
 def test_checkpoints_hold_only_what_weights_only_reads(tmp_path: Path) -> None:
     """A whole training run's last.pt (optimiser, schedule, numpy/python/torch RNG states)
     loads with weights_only=True, and resuming from it restores the numpy stream."""
-    import numpy as np
 
     tiny_corpus(tmp_path / "data")
     train_worker.run(tmp_path / "data", tmp_path / "exp", {"trainer.epochs": "1"})
@@ -292,3 +295,89 @@ def test_lock_file_is_not_followed_through_a_link(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a regular file"):
         with exp_lock(exp):
             pass
+
+
+# --------------------------------------------------------------------------- feature cache
+@pytest.fixture
+def cache_files(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+    """A built cache of three utterances (4, 3 and 5 frames of 2 dimensions): its index,
+    its frame file and the frames that went in."""
+    rng = np.random.default_rng(0)
+    frames = {f"u{i}": rng.standard_normal((n, 2)).astype(np.float32)
+              for i, n in enumerate((4, 3, 5))}
+    utts = [Utterance(k, "s", f"/x/{k}.wav", ("a",)) for k in frames]
+    cache = build_cache(utts, lambda u: torch.from_numpy(frames[u.id]), {"k": 1},
+                        tmp_path, "train", progress=False)
+    return cache.index_path, cache.index_path.with_suffix(".f32"), np.concatenate(
+        list(frames.values()))
+
+
+def test_whole_cache_reads_back_what_went_in(cache_files: tuple) -> None:
+    index, _, frames = cache_files
+    cache = FeatureCache(index)
+    assert np.array_equal(np.concatenate([cache[i] for i in range(3)]), frames)
+    assert cache.sha256 == hashlib.sha256(frames.tobytes()).hexdigest()
+
+
+def _spoil_frames(data: Path, at: int, value: bytes) -> None:
+    raw = bytearray(data.read_bytes())
+    raw[at : at + len(value)] = value
+    data.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("value, reason", [
+    (np.float32(1e-3).tobytes(), "does not match the SHA-256 its index"),
+    (np.float32("nan").tobytes(), "holds NaN or inf at frame 5 (utterance u1)"),
+    (np.float32("inf").tobytes(), "holds NaN or inf at frame 5 (utterance u1)")],
+    ids=["noise", "nan", "inf"])
+def test_damaged_frames_are_refused(cache_files: tuple, value: bytes, reason: str) -> None:
+    index, data, _ = cache_files
+    _spoil_frames(data, (5 * 2 + 1) * 4, value)  # frame 5, dimension 1: in u1
+    with pytest.raises(DataError) as err:
+        FeatureCache(index)
+    assert str(err.value).startswith(f"{data}: feature cache ") and reason in str(err.value)
+    assert "delete it and rerun to rebuild the cache" in str(err.value)
+
+
+def _edit_index(index: Path, **changes: object) -> None:
+    d = json.loads(index.read_text())
+    d.update(changes)
+    index.write_text(json.dumps(d))
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"offsets": [0, 0, 0]}, "utterance u1 starts at frame 0, not 4"),
+    ({"offsets": [0, 4, 6]}, "utterance u2 starts at frame 6, not 7"),
+    ({"lengths": [4, -3, 11]}, "a negative length"),
+    ({"ids": ["u0", "u0", "u2"]}, "an utterance id appears twice"),
+    ({"offsets": [0, 4]}, "ids, offsets and lengths differ in number"),
+    ({"dim": "2"}, "unreadable feature-cache index (TypeError"),
+    ({"sha256": None}, "unreadable feature-cache index (TypeError"),
+    ({"bad": [{"index": 7, "path": "x", "reason": "y", "line": None}]}, "past the utt"),
+    ({"ids": None}, "unreadable feature-cache index"),
+], ids=["zeroed offsets", "overlapping", "negative length", "duplicate id", "short",
+        "dim type", "no checksum", "bad index", "ids not a list"])
+def test_impossible_index_is_refused(cache_files: tuple, changes: dict, reason: str) -> None:
+    index, _, _ = cache_files
+    _edit_index(index, **changes)
+    with pytest.raises(DataError) as err:
+        FeatureCache(index)
+    assert str(err.value).startswith(f"{index}: ") and reason in str(err.value), err.value
+
+
+def test_deeply_nested_index_is_refused(cache_files: tuple) -> None:
+    index, _, _ = cache_files
+    index.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match="unreadable feature-cache index"):
+        FeatureCache(index)
+
+
+def test_build_cache_rebuilds_a_damaged_cache(cache_files: tuple, tmp_path: Path) -> None:
+    index, data, frames = cache_files
+    _spoil_frames(data, 0, np.float32("nan").tobytes())
+    utts = [Utterance(f"u{i}", "s", f"/x/u{i}.wav", ("a",)) for i in range(3)]
+    parts = np.split(frames, [4, 7])
+    rebuilt = build_cache(utts, lambda u: torch.from_numpy(parts[int(u.id[1])]), {"k": 1},
+                          tmp_path, "train", progress=False)
+    assert rebuilt.index_path == index
+    assert np.array_equal(np.asarray(rebuilt.data), frames)

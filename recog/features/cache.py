@@ -8,6 +8,11 @@ temporary names, fsynced and renamed, the index last, so a half-built cache is n
 build killed midway leaves no index (its temporary file is removed by the next build), and
 an index whose frame file is missing or of the wrong size is rebuilt.
 
+Opening a cache checks it whole before anything reads it: the index's offsets must lay the
+utterances back to back, and the frame file must match the SHA-256 the index keeps of it and
+hold finite numbers only; a cache that fails is an error naming the file (``build_cache``
+rebuilds it instead).
+
 An utterance whose features cannot be computed, are empty or hold NaN/inf is a bad item:
 an error naming its file, or with ``skip_bad`` kept in the cache with no frames and listed
 in the index's ``bad`` entries, which every later reader of the cache sees again.
@@ -33,7 +38,8 @@ from recog.data.utterance import DataError, Utterance
 
 log = logging.getLogger("recog.features")
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the index keeps the frame file's SHA-256
+_CHUNK = 1 << 16  # frames per block when the whole file is scanned
 
 
 def cache_key(utterances: Sequence[Utterance], options: dict) -> str:
@@ -80,18 +86,21 @@ class FeatureCache:
         try:
             index = json.loads(self.index_path.read_text())
             self.ids: list[str] = index["ids"]
-            self.offsets = np.asarray(index["offsets"], dtype=np.int64)
-            self.lengths = np.asarray(index["lengths"], dtype=np.int64)
+            self.offsets = np.asarray(index["offsets"], dtype=np.int64).reshape(-1)
+            self.lengths = np.asarray(index["lengths"], dtype=np.int64).reshape(-1)
             self.dim: int = index["dim"]
             self.options: dict = index["options"]
+            self.sha256: str = index["sha256"]
             self.bad: dict[int, DataError] = {
-                b["index"]: DataError(b["path"], b["reason"], b["line"])
-                for b in index.get("bad", [])}  # caches built before bad items were kept
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise DataError(self.index_path, f"unreadable feature-cache index: {e}") from None
-        if not (len(self.ids) == len(self.offsets) == len(self.lengths)):
-            raise DataError(self.index_path, "feature-cache index: ids, offsets and lengths "
-                            "differ in number")
+                int(b["index"]): DataError(b["path"], b["reason"], b["line"])
+                for b in index["bad"]}
+            if not (isinstance(self.ids, list) and all(isinstance(i, str) for i in self.ids)
+                    and isinstance(self.dim, int) and isinstance(self.sha256, str)):
+                raise TypeError("ids must be strings, dim an integer, sha256 a string")
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError) as e:
+            raise DataError(self.index_path, f"unreadable feature-cache index ({type(e).__name__}"
+                            f": {e}); delete it and rerun to rebuild the cache") from None
+        self._check_layout()
         total = int(self.lengths.sum())
         data_path = self.index_path.with_suffix(".f32")
         size = data_path.stat().st_size if data_path.is_file() else -1
@@ -101,6 +110,47 @@ class FeatureCache:
                             "interrupted or damaged build")
         self.data = (np.memmap(data_path, dtype=np.float32, mode="r", shape=(total, self.dim))
                      if total else np.zeros((0, self.dim), np.float32))
+        self._check_frames(data_path)
+
+    def _check_layout(self) -> None:
+        """The index describes utterances back to back from frame 0, as the build writes
+        them: anything else (zeroed or overlapping offsets) would read wrong frames."""
+        def bad(what: str) -> DataError:
+            return DataError(self.index_path, f"feature-cache index: {what}; delete it and "
+                             "rerun to rebuild the cache")
+        if not (len(self.ids) == len(self.offsets) == len(self.lengths)):
+            raise bad("ids, offsets and lengths differ in number")
+        if (self.lengths < 0).any() or self.dim < 0:
+            raise bad("a negative length or dimension")
+        expected = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        wrong = np.flatnonzero(self.offsets != expected[:len(self.offsets)])
+        if len(wrong):
+            i = int(wrong[0])
+            raise bad(f"utterance {self.ids[i]} starts at frame {int(self.offsets[i])}, not "
+                      f"{int(expected[i])} where the one before it ends")
+        if len(set(self.ids)) != len(self.ids):
+            raise bad("an utterance id appears twice")
+        if any(not 0 <= i < len(self.ids) for i in self.bad):
+            raise bad("a bad-item entry points past the utterances")
+
+    def _check_frames(self, data_path: Path) -> None:
+        """The frame file is the one the index was written with (SHA-256) and holds finite
+        numbers only; one pass over the file, in blocks."""
+        h = hashlib.sha256()
+        for start in range(0, len(self.data), _CHUNK):
+            block = np.ascontiguousarray(self.data[start : start + _CHUNK])
+            h.update(block.tobytes())
+            rows = np.isfinite(block).all(axis=1)
+            if not rows.all():
+                frame = start + int(np.flatnonzero(~rows)[0])
+                utt = self.ids[int(np.searchsorted(self.offsets + self.lengths, frame,
+                                                   side="right"))]
+                raise DataError(data_path, f"feature cache holds NaN or inf at frame {frame} "
+                                f"(utterance {utt}); delete it and rerun to rebuild the cache")
+        if h.hexdigest() != self.sha256:
+            raise DataError(data_path, "feature cache does not match the SHA-256 its index "
+                            f"{self.index_path.name} keeps (damaged or edited after it was "
+                            "built); delete it and rerun to rebuild the cache")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -143,6 +193,7 @@ def build_cache(
             index_path.unlink(missing_ok=True)
     offsets, lengths, bad, dim, offset = [], [], [], None, 0
     bar = Progress(len(utterances), f"features {split}", progress)
+    digest = hashlib.sha256()
     with atomic_open(data_path, "wb") as f:
         for n, u in enumerate(utterances, 1):
             try:
@@ -153,13 +204,15 @@ def build_cache(
                 bad.append({"index": n - 1, **e.as_dict()})
                 feats = np.zeros((0, dim or 0), np.float32)
             dim = dim if dim is not None or not len(feats) else feats.shape[1]
-            f.write(feats.tobytes())
+            frames = feats.tobytes()
+            f.write(frames)
+            digest.update(frames)
             offsets.append(offset)
             lengths.append(len(feats))
             offset += len(feats)
             bar.update(n)
     index = {"ids": [u.id for u in utterances], "offsets": offsets, "lengths": lengths,
-             "dim": dim or 0, "options": options, "bad": bad}
+             "dim": dim or 0, "options": options, "bad": bad, "sha256": digest.hexdigest()}
     atomic_write_text(index_path, json.dumps(index))
     return FeatureCache(index_path)
 
@@ -187,7 +240,7 @@ def _checked_features(u: Utterance, extract: Callable[[Utterance], torch.Tensor]
     return feats
 
 
-def feature_stats(cache: FeatureCache, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+def feature_stats(cache: FeatureCache, chunk: int = _CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and standard deviation over every frame of ``cache``."""
     total = len(cache.data)
     if total == 0:
