@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recog import pipeline
 from recog.config import Config, register
+from recog.data.limits import set_limits
 from recog.data.utterance import atomic_write_text
 from recog.distributed import env_world
 from recog.errors import guarded
@@ -26,7 +27,10 @@ register()
 
 
 def _typed(cfg: DictConfig) -> Config:
-    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    """The typed config; its input limits (``data.max_seconds``/``max_points``) applied."""
+    c: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    set_limits(c.data.max_seconds, c.data.max_points)
+    return c
 
 
 def _logging(log_file: Path | None = None) -> None:

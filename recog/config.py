@@ -12,6 +12,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from recog.augment import AugmentOptions
+from recog.data.limits import MAX_POINTS, MAX_SECONDS
 from recog.data.synth.iamondb import InkSynthOptions
 from recog.data.synth.shifted import ShiftedSynthOptions
 from recog.data.synth.timit import SynthOptions
@@ -65,6 +66,8 @@ class PrepareConfig:
 class DataConfig:
     skip_bad: bool = False  # skip (and list) bad items instead of stopping at the first
     cache_dir: str = "${prepare.out}/features"
+    max_seconds: float = MAX_SECONDS  # longer audio items are refused (recog.data.limits)
+    max_points: int = MAX_POINTS  # ink items with more pen points are refused
 
 
 @dataclass

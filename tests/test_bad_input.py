@@ -495,3 +495,161 @@ def test_unreadable_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_checkpoint(tmp_path / "absent.pt")
     _check(err.value, tmp_path / "absent.pt", None, "no such checkpoint file")
+
+
+# --------------------------------------------------------------------------- input limits
+@pytest.fixture
+def limits() -> object:
+    """recog.data.limits, put back to its defaults afterwards."""
+    from recog.data import limits as module
+
+    yield module
+    module.set_limits()
+
+
+@pytest.mark.parametrize("rate", [3_999, 192_001, 1_000_003])
+def test_sample_rate_outside_the_range_is_refused(tmp_path: Path, rate: int) -> None:
+    from recog.data.audio import audio_info, read_audio
+
+    wav = tmp_path / "odd.wav"
+    sf.write(wav, np.zeros(rate // 100, np.float32), rate, subtype="PCM_16")
+    for read in (audio_info, read_audio):
+        with pytest.raises(DataError) as err:
+            read(wav)
+        _check(err.value, wav, None, f"sample rate {rate} Hz is outside the supported "
+               "4000-192000 Hz")
+
+
+def test_resampling_an_awkward_rate_keeps_the_pitch() -> None:
+    """22,051 Hz (coprime to 16 kHz) is resampled from 22,050 Hz: a 1 kHz tone comes out at
+    1 kHz within 0.01 % (FFT peak, an independent measure), and every rate in the range maps
+    to one within 0.63 % whose reduced ratio to 16 kHz has at most 3840 x 320 filter phases
+    (22,051 Hz as given would need 22,051 x 16,000)."""
+    import math
+
+    from recog.data.audio import resampler_rate
+    from recog.features.audio import AudioFeatureOptions
+
+    assert resampler_rate(22_051, 16_000) == 22_050
+    assert resampler_rate(44_100, 16_000) == 44_100 and resampler_rate(8_000, 16_000) == 8_000
+    for rate in range(4_000, 192_001, 7):
+        used = resampler_rate(rate, 16_000)
+        g = math.gcd(used, 16_000)
+        assert (used // g) * (16_000 // g) <= 3840 * 320 and abs(used - rate) <= 0.0063 * rate
+    import torchaudio.functional as F
+
+    rate = 22_051
+    tone = torch.sin(2 * math.pi * 1000.0 * torch.arange(rate * 2) / rate)
+    out = F.resample(tone, resampler_rate(rate, 16_000), 16_000)
+    spectrum = np.abs(np.fft.rfft(out.numpy() * np.hanning(len(out)), n=16_000 * 50))
+    peak = np.argmax(spectrum) / 50  # Hz, 0.02 Hz bins
+    assert abs(peak - 1000.0 * 22_050 / 22_051) < 0.05 and abs(peak - 1000.0) < 0.1
+    assert AudioFeatureOptions().sample_rate == 16_000
+
+
+def test_audio_longer_than_max_seconds_is_refused(tmp_path: Path, limits: object) -> None:
+    from recog.data.audio import audio_info, read_audio
+
+    wav = tmp_path / "long.wav"
+    sf.write(wav, np.zeros(16_000 * 3, np.float32), 16_000, subtype="PCM_16")
+    audio_info(wav)  # 3 s: within the default
+    limits.set_limits(max_seconds=2.0)  # type: ignore[attr-defined]
+    for read in (audio_info, read_audio):
+        with pytest.raises(DataError) as err:
+            read(wav)
+        _check(err.value, wav, None, "3.0 s of audio: longer than data.max_seconds=2")
+    assert read_audio(wav, offset=0.5, duration=1.5)[0].shape == (24_000,)  # a segment fits
+
+
+def test_ink_with_too_many_points_is_refused(tmp_path: Path, limits: object) -> None:
+    import json
+
+    from recog.data.manifest import read_strokes
+
+    path = tmp_path / "line.json"
+    path.write_text(json.dumps({"strokes": [[[i, 0] for i in range(60)]] * 2}))
+    assert sum(len(s) for s in read_strokes(path)) == 120
+    limits.set_limits(max_points=100)  # type: ignore[attr-defined]
+    with pytest.raises(DataError) as err:
+        read_strokes(path)
+    _check(err.value, path, None, "120 pen points: more than data.max_points=100")
+
+
+def test_deeply_nested_stroke_json_is_refused(tmp_path: Path) -> None:
+    from recog.data.manifest import read_strokes
+
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError) as err:
+        read_strokes(path)
+    _check(err.value, path, None, "nested too deeply")
+
+
+@pytest.mark.parametrize("uid", ["a b", "a\tb", "a\nb", "a\u00a0b"],
+                         ids=["space", "tab", "newline", "no-break space"])
+def test_utterance_id_with_whitespace_is_refused(tmp_path: Path, uid: str) -> None:
+    import json
+
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"id": "ok", "source": "x.wav", "tokens": ["a"]}) + "\n"
+                    + json.dumps({"id": uid, "source": "x.wav", "tokens": ["a"]}) + "\n")
+    with pytest.raises(DataError) as err:
+        read_jsonl(path)
+    _check(err.value, path, 2, "holds whitespace")
+
+
+@pytest.mark.parametrize("tokens, words", [([], "'tokens' is empty"), ("", "'tokens' is empty"),
+                                           (["a", ""], "non-empty strings")],
+                         ids=["empty list", "empty string", "empty token"])
+def test_prepared_utterance_without_tokens_is_refused(tmp_path: Path, tokens: object,
+                                                      words: str) -> None:
+    import json
+
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"id": "u1", "source": "x.wav", "tokens": tokens}) + "\n")
+    with pytest.raises(DataError) as err:
+        read_jsonl(path)
+    _check(err.value, path, 1, words)
+
+
+def test_manifest_id_with_whitespace_empty_text_and_nesting(tmp_path: Path) -> None:
+    import json
+
+    from recog.data.manifest import Tokenizer, read_manifest
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(8000, np.float32), 16_000, subtype="PCM_16")
+    path = tmp_path / "m.jsonl"
+    for line, words in ((json.dumps({"id": "a b", "source": "a.wav", "text": "aa"}),
+                         "holds whitespace"),
+                        (json.dumps({"id": "a", "source": "a.wav", "text": " "}),
+                         "empty transcription"),
+                        (json.dumps({"id": "a", "source": "a.wav", "tokens": ["aa", ""]}),
+                         "a list of non-empty strings"),
+                        ("[" * 100_000 + "]" * 100_000, "nested too deeply")):
+        path.write_text(line + "\n")
+        with pytest.raises(DataError) as err:
+            read_manifest(path, Tokenizer("phones"))
+        _check(err.value, path, 1, words)
+
+
+def test_symlink_loops_in_a_manifest_and_wav_scp(tmp_path: Path) -> None:
+    import json
+
+    from recog.data.manifest import Tokenizer, read_kaldi_dir, read_manifest
+
+    (tmp_path / "loop_a.wav").symlink_to(tmp_path / "loop_b.wav")
+    (tmp_path / "loop_b.wav").symlink_to(tmp_path / "loop_a.wav")
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"id": "a", "source": "loop_a.wav", "text": "aa"}) + "\n")
+    with pytest.raises(DataError) as err:
+        read_manifest(path, Tokenizer("phones"))
+    _check(err.value, path, 1, "a symbolic link loop?")
+    kaldi = tmp_path / "kaldi"
+    kaldi.mkdir()
+    (kaldi / "wav.scp").write_text(f"a {tmp_path / 'loop_a.wav'}\n")
+    (kaldi / "text").write_text("a aa\n")
+    (kaldi / "utt2spk").write_text("a s\n")
+    with pytest.raises(DataError) as err:
+        read_kaldi_dir(kaldi, Tokenizer("phones"))
+    _check(err.value, kaldi / "wav.scp", 1, "a symbolic link loop?")

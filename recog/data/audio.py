@@ -1,16 +1,26 @@
-"""Audio file access, through soundfile in this one place (NIST SPHERE, RIFF, FLAC, ...)."""
+"""Audio file access, through soundfile in this one place (NIST SPHERE, RIFF, FLAC, ...).
+
+Limits bound memory and time before any samples are read (``recog.data.limits``: the
+sample-rate range and ``data.max_seconds``, checked from the header). Resampling from a
+rate whose ratio to the target does not reduce to small numbers is done from the nearest
+multiple of 50 Hz (``resampler_rate``: a pitch error of at most 0.6 %), so that 22,051 Hz
+costs what 22,050 Hz costs instead of a polyphase filter of 16,000 x 22,051 taps.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from recog.data.limits import check_audio
 from recog.data.utterance import DataError
 
 NIST_HEADER_BYTES = 1024
+_MAX_REDUCED_RATE = 1_000  # a rate / gcd(rate, target) beyond this: resample from a rounder one
 _SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4,
                  "DOUBLE": 8, "ULAW": 1, "ALAW": 1}
 
@@ -45,7 +55,18 @@ def audio_info(path: str | Path) -> AudioInfo:
             )
     if info.frames <= 0:
         raise DataError(path, "audio file holds no samples")
+    check_audio(path, info.samplerate, info.frames)
     return AudioInfo(info.frames, info.samplerate, info.channels, info.subtype)
+
+
+
+def resampler_rate(rate: int, target: int) -> int:
+    """The rate to resample from so that the cost stays bounded: ``rate`` itself when both
+    rates divided by their gcd are small (the polyphase filter has about their product of
+    taps), else the nearest multiple of 50 Hz."""
+    if max(rate, target) // math.gcd(rate, target) <= _MAX_REDUCED_RATE:
+        return rate
+    return max(50, round(rate / 50) * 50)
 
 
 def _nist_header_int(path: Path, field: str) -> int | None:
@@ -74,6 +95,7 @@ def read_audio(path: str | Path, offset: float = 0.0, duration: float | None = N
             rate, total = f.samplerate, f.frames
             start = round(offset * rate)
             frames = total - start if duration is None else round(duration * rate)
+            check_audio(path, rate, max(frames, 0))
             if offset or duration is not None:
                 if start + frames > total:
                     raise DataError(path, f"segment {offset:.3f}+{duration}s runs past the end "

@@ -23,7 +23,8 @@ import numpy as np
 from recog.data.audio import audio_info
 from recog.data.iamondb import read_line_strokes
 from recog.data.inkml import read_inkml, read_inkml_strokes
-from recog.data.utterance import DataError, Utterance
+from recog.data.limits import check_points
+from recog.data.utterance import DataError, Utterance, checked_id
 
 TOKENIZERS = ("chars", "phones", "list")
 
@@ -45,10 +46,11 @@ class Tokenizer:
     def __call__(self, text: str | Sequence[str], path: Path, line: int) -> tuple[str, ...]:
         if isinstance(text, str):
             tokens = tuple(" ".join(text.split())) if self.kind == "chars" else tuple(text.split())
-        elif isinstance(text, list) and all(isinstance(t, str) for t in text):
+        elif isinstance(text, list) and all(isinstance(t, str) and t for t in text):
             tokens = tuple(text)
         else:
-            raise DataError(path, "text must be a string and tokens a list of strings", line)
+            raise DataError(path, "text must be a string and tokens a list of non-empty "
+                            "strings", line)
         if self.kind == "list":
             known = set(self.token_list)
             unknown = sorted({t for t in tokens if t not in known})
@@ -138,6 +140,8 @@ def read_manifest(path: str | Path, tokenizer: Tokenizer, modality: str = "speec
             d = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(path, f"not JSON: {e.msg}", n) from None
+        except RecursionError:
+            raise DataError(path, "not JSON this reader accepts: nested too deeply", n) from None
         if not isinstance(d, dict):
             raise DataError(path, "not a JSON object", n)
         missing = [k for k in ("id", "source") if k not in d]
@@ -146,11 +150,11 @@ def read_manifest(path: str | Path, tokenizer: Tokenizer, modality: str = "speec
             missing.append("text or tokens")
         if missing:
             raise DataError(path, f"missing field(s): {', '.join(missing)}", n)
-        uid = str(d["id"])
+        uid = checked_id(d["id"], path, n)
         if uid in seen:
             raise DataError(path, f"utterance id {uid!r} appears twice", n)
         seen.add(uid)
-        source = (path.parent / str(d["source"])).resolve()
+        source = _resolved(path.parent / str(d["source"]), path, n)
         seconds = _check_source(source, path, n, modality)
         segment = _segment(d, path, n)
         _check_within(segment, source, seconds, path, n)
@@ -161,6 +165,15 @@ def read_manifest(path: str | Path, tokenizer: Tokenizer, modality: str = "speec
         speaker = d.get("speaker", d.get("writer", uid))
         out.append(Utterance(uid, str(speaker), str(source), tokens, text, segment))
     return out
+
+
+def _resolved(source: Path, where: Path, line: int | None) -> Path:
+    """``source`` made absolute through its links; a link loop is an error at ``where``."""
+    try:
+        return source.resolve()
+    except (RuntimeError, OSError) as e:  # Python < 3.13 raises RuntimeError on a loop
+        raise DataError(where, f"{source}: cannot be resolved ({e}): a symbolic link loop?",
+                        line) from None
 
 
 def _inkml_truth(source: Path, where: Path, line: int) -> str:
@@ -227,7 +240,7 @@ def read_kaldi_dir(folder: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
         if rec not in wavs:
             raise DataError(wav_scp, f"no recording {rec!r} (for utterance {uid!r})")
         (wav,), wav_line = wavs[rec]
-        source = Path(wav).resolve()
+        source = _resolved(Path(wav), wav_scp, wav_line)
         if rec not in seconds:
             seconds[rec] = _check_source(source, wav_scp, wav_line, "speech")
         _check_within(extra, source, seconds[rec], folder / "segments", seg_line)
@@ -248,6 +261,8 @@ def read_json_strokes(path: str | Path) -> list[np.ndarray]:
         raise DataError(path, "stroke file is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(path, f"not JSON: {e}") from None
+    except RecursionError:
+        raise DataError(path, "not JSON this reader accepts: nested too deeply") from None
     strokes = d.get("strokes") if isinstance(d, dict) else None
     if not isinstance(strokes, list) or not strokes:
         raise DataError(path, "expected an object with a non-empty list 'strokes'")
@@ -274,7 +289,10 @@ def read_strokes(path: str | Path) -> list[np.ndarray]:
     InkML (``.inkml``)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".json":
-        return read_json_strokes(path)
-    if suffix == ".inkml":
-        return read_inkml_strokes(path)
-    return read_line_strokes(path)
+        strokes = read_json_strokes(path)
+    elif suffix == ".inkml":
+        strokes = read_inkml_strokes(path)
+    else:
+        strokes = read_line_strokes(path)
+    check_points(path, sum(len(s) for s in strokes))
+    return strokes

@@ -10,7 +10,7 @@ from pathlib import Path
 from recog.atomic import atomic_write_text
 
 __all__ = ["Corpus", "DataError", "Rejections", "Utterance", "atomic_write_text",
-           "read_jsonl", "write_jsonl"]
+           "checked_id", "read_jsonl", "write_jsonl"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,17 @@ class Corpus:
 _KNOWN = {"id", "speaker", "source", "tokens", "text"}
 
 
+def checked_id(uid: object, path: str | Path, line: int | None = None) -> str:
+    """An utterance id as Kaldi ``text``, ``trn`` and ``utt2spk`` files need it: a non-empty
+    string without whitespace (a space or newline would split or add a line there)."""
+    if not isinstance(uid, str) or not uid:
+        raise DataError(path, "'id' must be a non-empty string", line)
+    if any(c.isspace() for c in uid):
+        raise DataError(path, f"utterance id {uid!r} holds whitespace, which would corrupt "
+                        "the Kaldi text and trn files written from it; rename it", line)
+    return uid
+
+
 def read_jsonl(path: str | Path) -> list[Utterance]:
     """Read utterances written by ``write_jsonl`` (or by hand); errors name file and line."""
     path = Path(path)
@@ -97,13 +108,14 @@ def read_jsonl(path: str | Path) -> list[Utterance]:
         tokens = d["tokens"]
         if isinstance(tokens, str):
             tokens = tokens.split()
-        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-            raise DataError(path, "'tokens' must be a list of strings or one string", n)
-        if not isinstance(d["id"], str) or not d["id"]:
-            raise DataError(path, "'id' must be a non-empty string", n)
+        if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+            raise DataError(path, "'tokens' must be a list of non-empty strings or one string",
+                            n)
+        if not tokens:
+            raise DataError(path, "'tokens' is empty: an utterance needs a transcription", n)
         out.append(
             Utterance(
-                id=d["id"],
+                id=checked_id(d["id"], path, n),
                 speaker=str(d.get("speaker", d["id"])),
                 source=str(d["source"]),
                 tokens=tuple(tokens),

@@ -15,6 +15,8 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 import torchaudio.functional as F
 
+from recog.data.audio import resampler_rate
+
 
 @dataclass
 class AudioFeatureOptions:
@@ -92,7 +94,8 @@ def audio_features(waveform: torch.Tensor, sample_rate: int, opts: AudioFeatureO
     ``warp`` is a VTLN warp factor of the mel filterbank (Kaldi's ``--vtln-warp``, with its
     default cut-offs), used for vocal tract length perturbation of training copies."""
     if sample_rate != opts.sample_rate:
-        waveform = F.resample(waveform, sample_rate, opts.sample_rate)
+        waveform = F.resample(waveform, resampler_rate(sample_rate, opts.sample_rate),
+                              opts.sample_rate)
     if waveform.numel() < int(opts.sample_rate * opts.frame_length_ms / 1000):
         raise ValueError(f"{waveform.numel()} samples: shorter than one "
                          f"{opts.frame_length_ms} ms analysis frame")
