@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recog.decode import DecodeOptions, make_decoder
-from recog.decode.beam import BeamOptions
+from recog.decode.beam import BeamOptions, prefix_beam_search
 from recog.decode.ngram import train_kneser_ney, write_arpa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,11 +23,21 @@ def _peaky(seed: int, b: int = 24, t: int = 40, v: int = 5, sharp: float = 3.0
     return logits.log_softmax(-1), torch.randint(t // 2, t + 1, (b,), generator=g)
 
 
+def _best_path(lp: torch.Tensor, n: int) -> tuple[list[int], float]:
+    """Best path by hand: the likeliest token per frame, repeats merged, blanks dropped."""
+    path = [max(range(lp.shape[1]), key=lambda c: float(lp[t, c])) for t in range(n)]
+    labels = [c for i, c in enumerate(path) if c and (i == 0 or path[i - 1] != c)]
+    return labels, sum(float(lp[t, c]) for t, c in enumerate(path))
+
+
 def test_registry_resolves_names_and_rejects_unknown_ones(tmp_path: Path) -> None:
     lp, n = _peaky(0)
     greedy = make_decoder(DecodeOptions(method="greedy"), TOKENS)
+    hyps = greedy.nbest(lp, n)
+    for b, (labels, score) in enumerate(_best_path(lp[b], int(n[b])) for b in range(len(n))):
+        assert greedy(lp, n)[b] == hyps[b][0].tokens == labels
+        assert hyps[b][0].score == pytest.approx(score, abs=1e-4)
     beam = make_decoder(DecodeOptions(method="beam", beam=1, blank_skip=1.0), TOKENS)
-    assert greedy(lp, n) == [h[0].tokens for h in greedy.nbest(lp, n)]
     assert len(beam(lp, n)) == 24
     with pytest.raises(ValueError, match="unknown decode.method 'viterbi'"):
         make_decoder(DecodeOptions(method="viterbi"), TOKENS)
@@ -80,15 +90,31 @@ def test_bench_quick_writes_one_record_per_decoder(tmp_path: Path) -> None:
         sys.path.pop(0)
     records = bench.main(["--quick", "--json", str(tmp_path / "bench.json")])
     assert json.loads((tmp_path / "bench.json").read_text()) == records
-    names = {r["name"] for r in records}
-    assert {"greedy", "recog beam", "recog beam+LM"} <= names
+    by_name = {r["name"]: r for r in records}
+    assert {"greedy", "recog beam", "recog beam (blank_skip=1.0)",
+            "recog beam+LM (blank_skip=1.0)", "recog beam+20k lexicon+bigram"} <= set(by_name)
     for r in records:
-        assert {"name", "beam", "lm", "utt_per_s", "error_rate"} <= set(r)
-        assert r["utt_per_s"] > 0 and 0 <= r["error_rate"]
-    beam = next(r for r in records if r["name"] == "recog beam")
-    greedy = next(r for r in records if r["name"] == "greedy")
+        assert {"name", "beam", "lm", "utt_per_s", "error_rate", "peer"} <= set(r)
+        assert r["utt_per_s"] > 0 and r["peer"] in by_name
+    # like for like: flashlight steps through every frame, as recog with blank_skip=1.0
+    if "flashlight-text" in by_name:
+        assert by_name["flashlight-text"]["peer"] == "recog beam (blank_skip=1.0)"
+        assert by_name["flashlight-text+KenLM"]["peer"] == "recog beam+LM (blank_skip=1.0)"
+    beam, greedy = by_name["recog beam"], by_name["greedy"]
     assert beam["error_rate"] <= greedy["error_rate"] + 1.0
+    lexicon = by_name["recog beam+20k lexicon+bigram"]
+    assert lexicon["lexicon_words"] == 20000 and 0 < lexicon["table_mb"] <= 300
 
 
-def test_beam_options_are_a_decode_options_subset() -> None:
-    assert set(BeamOptions.__dataclass_fields__) < set(DecodeOptions.__dataclass_fields__)
+def test_every_beam_option_reaches_the_beam_search() -> None:
+    # a value unlike each default, set through DecodeOptions, arrives in the decoder's
+    # BeamOptions (and the search runs with them)
+    changed = {"beam": 7, "beam_token": 3, "blank_skip": 0.5, "score_threshold": 9.0,
+               "nbest": 2, "lm_weight": 0.25, "insertion_bonus": 0.75, "word_lm_weight": 0.1}
+    assert set(changed) == set(BeamOptions.__dataclass_fields__)
+    assert all(changed[k] != getattr(BeamOptions(), k) for k in changed)
+    lp, n = _peaky(3)
+    got = make_decoder(DecodeOptions(method="beam", **changed), TOKENS).nbest(lp, n)
+    assert got == prefix_beam_search(lp, n, BeamOptions(**changed))
+    assert got != prefix_beam_search(lp, n, BeamOptions())
+    assert all(len(h) == 2 for h in got)

@@ -7,15 +7,17 @@ import sys
 from pathlib import Path
 
 import matplotlib.image
+import pytest
 
-from tests.timit_tree import make_tree
+from tests.timit_tree import SPEAKERS, make_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
 def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
-    make_tree(tmp_path / "corpus")
+    # two core-test speakers, so the bootstrap over speakers has something to resample
+    make_tree(tmp_path / "corpus", speakers={**SPEAKERS, "mwbt0": ("TEST", "DR1")})
     overrides = [
         "corpus.synthetic=false", f"corpus.root={tmp_path / 'corpus'}",
         f"prepare.out={tmp_path / 'prep'}", f"exp_dir={tmp_path / 'exp'}",
@@ -30,7 +32,7 @@ def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
         assert f"== stage {n}: {stage}" in run.stdout
     summary = json.loads((tmp_path / "prep/summary.json").read_text())
     assert summary["splits"]["train"]["utterances"] == 6
-    assert summary["splits"]["test"]["speakers"] == 1
+    assert summary["splits"]["test"]["speakers"] == 2
     exp = tmp_path / "exp"
     for name in ("best.pt", "last.pt", "train.log", "config.yaml", "history.json",
                  "results/report.md", "results/scores.json", "results/test/ref.txt",
@@ -41,8 +43,11 @@ def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
     test = scores["splits"]["test"]["PER"]
     per_speaker = json.loads((exp / "results/test/PER/scores.json").read_text())["per_speaker"]
     assert sum(c["err"] for c in per_speaker.values()) == test["err"]
-    lo, hi = test["ci95"]
-    assert lo <= test["error_rate"] <= hi
+    # resampling 2 speakers: AA, AB or BB; 1,000 draws hold AA and BB (each 1/4) far more
+    # often than 2.5 %, so the 95 % interval runs from one speaker's rate to the other's
+    rates = sorted(100.0 * c["err"] / c["n"] for c in per_speaker.values())
+    assert len(rates) == 2
+    assert test["ci95"] == pytest.approx(rates, abs=1e-3)  # scores.json rounds to 4 places
     # the reference counts what the tree holds, folded to 39 (h# -> sil, q deleted)
     refs = (exp / "results/test/ref.txt").read_text().split()
     assert test["n"] == len(refs) - test["utterances"] > 0

@@ -336,43 +336,38 @@ def lm_automaton(model: NGramModel, tokens: Sequence[str], source: str | Path = 
 @dataclass(frozen=True)
 class SparseLM:
     """A back-off n-gram over word ids 1..W stored sparsely (one row per listed n-gram),
-    for vocabularies too large for dense (states x words) tables: a lookup walks the
-    back-off chain, at most N steps. ``alias[w]``: the id w is scored as (<unk> for the
-    words the LM lacks); id W + 1 is </s>."""
+    for vocabularies too large for dense (states x words) tables. ``chain[s]``: s and the
+    states it backs off to (N of them, the empty history repeated at the end), ``acc[s]``
+    the summed back-off weights on the way; a lookup tries all N at once and takes the
+    first listed one. ``alias[w]``: the id w is scored as (<unk> for the words the LM
+    lacks); id W + 1 is </s>."""
 
     keys: torch.Tensor  # (E,) long, state * stride + word, sorted
     logp: torch.Tensor  # (E,) natural log-probability of each listed n-gram
     dest: torch.Tensor  # (E,) state after it
-    bow: torch.Tensor  # (S,) natural-log back-off weight of each state
-    back: torch.Tensor  # (S,) state of its back-off history
+    chain: torch.Tensor  # (S, N) long
+    acc: torch.Tensor  # (S, N) natural-log back-off weight to each state of the chain
     alias: torch.Tensor  # (W + 2,) long
     stride: int
-    order: int
     start: int
 
     def to(self, device: torch.device | str) -> SparseLM:
         return SparseLM(*(getattr(self, f).to(device) for f in
-                          ("keys", "logp", "dest", "bow", "back", "alias")),
-                        self.stride, self.order, self.start)
+                          ("keys", "logp", "dest", "chain", "acc", "alias")),
+                        self.stride, self.start)
 
     def score(self, state: torch.Tensor, word: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """log P(word | state) (natural log) and the state after it, elementwise."""
-        word = self.alias[word]
-        acc = torch.zeros(state.shape, device=state.device)
-        out_p = torch.full(state.shape, float("nan"), device=state.device)
-        out_s = torch.zeros_like(state)
-        found = torch.zeros(state.shape, dtype=torch.bool, device=state.device)
-        for _ in range(self.order):  # the empty history lists every word
-            key = state * self.stride + word
-            pos = torch.searchsorted(self.keys, key).clamp_max(len(self.keys) - 1)
-            hit = (self.keys[pos] == key) & ~found
-            out_p = torch.where(hit, acc + self.logp[pos], out_p)
-            out_s = torch.where(hit, self.dest[pos], out_s)
-            found |= hit
-            acc = acc + self.bow[state]
-            state = self.back[state]
-        return out_p, out_s
+        """log P(word | state) (natural log) and the state after it, elementwise (NaN and
+        state 0 for word 0, which is no word)."""
+        key = self.chain[state] * self.stride + self.alias[word][..., None]  # (..., N)
+        pos = torch.searchsorted(self.keys, key).clamp_max(len(self.keys) - 1)
+        hit = self.keys[pos] == key
+        first = hit.to(torch.uint8).argmax(-1, keepdim=True)  # the empty history lists all
+        at = pos.gather(-1, first)[..., 0]
+        logp = self.acc[state].gather(-1, first)[..., 0] + self.logp[at]
+        ok = hit.any(-1)
+        return logp.masked_fill(~ok, float("nan")), self.dest[at].masked_fill(~ok, 0)
 
     def final(self, state: torch.Tensor) -> torch.Tensor:
         """log P(</s> | state)."""
@@ -381,7 +376,7 @@ class SparseLM:
     @property
     def nbytes(self) -> int:
         return sum(t.element_size() * t.numel() for t in (self.keys, self.logp, self.dest,
-                                                          self.bow, self.back, self.alias))
+                                                          self.chain, self.acc, self.alias))
 
 
 def sparse_lm(model: NGramModel, words: Sequence[str], source: str | Path = "<lm>"
@@ -395,20 +390,23 @@ def sparse_lm(model: NGramModel, words: Sequence[str], source: str | Path = "<lm
             if g[:-1] in c.states and g[-1] != 0]  # <s> is never predicted
     rows.sort(key=lambda r: r[0] * stride + r[1])
     n = len(c.states)
-    bow, back = np.zeros(n), np.zeros(n, dtype=np.int64)
+    chain, acc = np.zeros((n, model.order), dtype=np.int64), np.zeros((n, model.order))
     for h, s in c.states.items():
-        if h:
-            bow[s] = c.entries[len(h)][h][1] * _LN10
-            back[s] = c.back(h[1:])
+        for j in range(1, model.order):  # the state j back-offs away, and their weights
+            chain[s, j] = c.back(h[j:]) if j <= len(h) else 0
+            bow = c.entries[len(h) - j + 1].get(h[j - 1:], (0.0, 0.0))[1] if j <= len(h) \
+                else 0.0
+            acc[s, j] = acc[s, j - 1] + bow * _LN10
     alias = np.arange(stride)
     if c.unk >= 0:
         alias[[i + 1 for i, w in enumerate(words) if (arpa_symbol(w),) not in
                model.grams[1]]] = c.unk
+    chain[:, 0] = np.arange(n)
     return SparseLM(torch.tensor([r[0] * stride + r[1] for r in rows], dtype=torch.long),
                     torch.tensor([r[2] for r in rows], dtype=torch.float32),
                     torch.tensor([r[3] for r in rows], dtype=torch.long),
-                    torch.from_numpy(bow).float(), torch.from_numpy(back),
-                    torch.from_numpy(alias), stride, model.order, c.states.get((0,), 0))
+                    torch.from_numpy(chain), torch.from_numpy(acc).float(),
+                    torch.from_numpy(alias), stride, c.states.get((0,), 0))
 
 
 def load_lm(path: str | Path, tokens: Sequence[str]) -> TokenAutomaton:
