@@ -9,6 +9,8 @@ from pathlib import Path
 import matplotlib.image
 import torch
 
+from recog.decode.lexicon import words_of
+from recog.decode.ngram import read_arpa
 from tests.iamondb_tree import make_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +68,36 @@ def test_character_outside_the_vocabulary_at_decode_time(tmp_path: Path) -> None
     assert run.returncode == 0, run.stderr
     report = (tmp_path / "exp/results/report.md").read_text()
     assert "Skipped items: 1" in report and "test.jsonl`:2" in report
+
+
+def test_stage_6_decodes_with_a_20k_word_dictionary_and_bigram(tmp_path: Path) -> None:
+    """Stage 6 on a tiny synthetic corpus with Graves et al.'s set-up: the training words
+    topped up to 20,000 from cmudict, a word bigram over them, beam + lexicon decoding."""
+    synth = ["corpus.ink_synth.n_train_writers=2", "corpus.ink_synth.n_val1_writers=1",
+             "corpus.ink_synth.n_val2_writers=1", "corpus.ink_synth.n_test_writers=1",
+             "corpus.ink_synth.forms_per_writer=1", "corpus.ink_synth.eval_forms_per_writer=1",
+             "corpus.ink_synth.lines_per_form=[2,2]"]
+    args = [f"corpus.root={tmp_path / 'corpus'}", f"prepare.out={tmp_path / 'prep'}",
+            f"exp_dir={tmp_path / 'exp'}", "model.hidden=8", "model.layers=1",
+            "trainer.epochs=1", "trainer.progress=false", *synth,
+            "decode.lexicon_size=20000", "decode.lm_weights=[0.3]",
+            "decode.insertion_bonuses=[0.0]", "decode.word_lm_weights=[0.5]",
+            # 4 training lines miss letters of the others: tune and decode on train
+            "corpus.dev_split=train", "corpus.test_splits=[train]"]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    for stages in (["--stop-stage", "3"], ["--stage", "6"]):  # 4-5 are tested above
+        run = subprocess.run(["bash", str(ROOT / "recipes/iam_ondb/run.sh"), *stages, *args],
+                             cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+    assert "== stage 6: lm" in run.stdout
+    exp = tmp_path / "exp"
+    words = (exp / "lm/words.txt").read_text().split()
+    assert len(words) == len(set(words)) == 20000
+    train_words = {w for line in (tmp_path / "prep/train.jsonl").read_text().splitlines()
+                   for w in words_of(json.loads(line)["text"])}
+    assert train_words <= set(words)  # the training words are all in the dictionary
+    bigram = read_arpa(exp / "lm/words.arpa")
+    assert bigram.order == 2 and ("<unk>",) in bigram.grams[1]
+    assert len(bigram.grams[1]) == len({w.lower() for w in words}) + 3  # + <s> </s> <unk>
+    scores = json.loads((exp / "results_beam_lexicon/scores.json").read_text())
+    assert sum(split["CER"]["n"] for split in scores["splits"].values()) > 0
