@@ -35,13 +35,17 @@ if run_stage 5; then
   echo "== stage 5: score"
   resolved=$(recog-decode "${args[@]}" --cfg job --resolve)
   exp_dir=$(sed -n 's/^exp_dir: //p' <<<"$resolved")
+  if ! compgen -G "$exp_dir/results/*/hyp.txt" >/dev/null; then
+    echo "error: $exp_dir/results/: nothing decoded to score: run stage 4 (decode) first" >&2
+    exit 2
+  fi
   for split in $(ls "$exp_dir/results"); do
-    [[ -d "$exp_dir/results/$split" ]] || continue
+    [[ -f "$exp_dir/results/$split/hyp.txt" ]] || continue
     for unit in $score_units; do
       # shellcheck disable=SC2086  # the options are meant to split
-      echo "$split ${unit%%:*}: $(recog-score "$exp_dir/results/$split/ref.txt" \
-        "$exp_dir/results/$split/hyp.txt" ${unit#*:} \
-        --out "$exp_dir/results/$split/${unit%%:*}" | tail -n 1)"
+      line=$(recog-score "$exp_dir/results/$split/ref.txt" "$exp_dir/results/$split/hyp.txt" \
+        ${unit#*:} --out "$exp_dir/results/$split/${unit%%:*}" | tail -n 1)  # a failure stops the run
+      echo "$split ${unit%%:*}: $line"
     done
   done
 fi

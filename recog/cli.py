@@ -14,10 +14,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from recog import pipeline
-from recog.config import Config, register
+from recog import commandline, pipeline
+from recog.config import Config, check_keys, register
 from recog.data.limits import set_limits
-from recog.data.utterance import atomic_write_text
+from recog.data.utterance import DataError, atomic_write_text
 from recog.distributed import env_world
 from recog.errors import guarded
 from recog.lockfile import exp_lock
@@ -45,15 +45,31 @@ def _logging(log_file: Path | None = None) -> None:
 
 
 def _verb(fn: Callable[[DictConfig], None]) -> Callable[[], None]:
-    """A Hydra entry point whose failures end the run with one plain line (recog.errors)."""
+    """A Hydra entry point whose failures end the run with one plain line (recog.errors);
+    its ``--help`` and ``+experiment=`` are read first (``recog.commandline``), and a key the
+    schema does not know is an error, ``+`` or not."""
 
     @guarded
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
     @functools.wraps(fn)
     def main(cfg: DictConfig) -> None:
-        guarded(fn)(cfg)
+        def checked(cfg: DictConfig) -> None:
+            check_keys(cfg)
+            pipeline.check_choices(_typed(cfg))
+            fn(cfg)
 
-    return main
+        guarded(checked)(cfg)
+
+    @functools.wraps(fn)
+    def entry() -> None:
+        args = sys.argv[1:]
+        if "--help" in args or "-h" in args:
+            print(commandline.usage(fn.__name__, fn.__doc__ or ""))
+            return
+        sys.argv[1:] = guarded(commandline.with_experiment)(args)
+        main()
+
+    return entry
 
 
 @_verb
@@ -101,7 +117,7 @@ def decode(cfg: DictConfig) -> None:
     c = _typed(cfg)
     results = pipeline.decode(c, _overridden_keys())
     print(pipeline.format_scores(results))
-    print(f"results in {Path(c.exp_dir) / c.decode.results}")
+    print(f"results in {results['results_dir']}")  # the folder actually written
     for split, scored in results["splits"].items():  # one line per figure, for scripts
         for name, s in scored.items():
             print(f"{split} {name} {s['error_rate']:.2f} %")
@@ -114,19 +130,31 @@ def lm(cfg: DictConfig) -> None:
     them on dev and print the best as overrides on the last line."""
     import json
 
+    from hydra.core.hydra_config import HydraConfig
+
+    from recog.transcribe import write_tuned_setup
+
     _logging()
     c = _typed(cfg)
     for kind, path in pipeline.train_lm(c).items():
         print(f"{kind}: {path}")
+    choice = HydraConfig.get().runtime.choices.get("decode")
+    setup = Path(c.exp_dir) / f"decode_{choice}.json"  # beside best.pt, for transcription
+    stored = (f"decoding set-up: {setup} (recog-transcribe {Path(c.exp_dir) / 'best.pt'} "
+              f"FILE... --tuned {choice})")
     if c.decode.method != "beam" or not (c.decode.lm_weights or c.decode.insertion_bonuses
                                          or c.decode.word_lm_weights):
-        return  # nothing to tune (isolated_word has no weights)
+        write_tuned_setup(setup, c.decode, {})  # nothing to tune (isolated_word: no weights)
+        print(stored)
+        return
     rows = pipeline.tune(c)
     *options, metric = list(rows[0])
     print(" ".join(f"{o:>15}" for o in options) + f" {metric + ' %':>7}  "
           f"({c.corpus.dev_split})")
     for r in rows:
         print(" ".join(f"{r[o]:>15.2f}" for o in options) + f" {r[metric]:>7.2f}")
+    write_tuned_setup(setup, c.decode, {**rows[0], "tuned_on": c.corpus.dev_split})
+    print(stored)
     atomic_write_text(Path(c.decode.lm).with_name(f"{c.decode.results}.tune.json"),
                       json.dumps(rows, indent=1))
     print(" ".join(f"decode.{o}={rows[0][o]}" for o in options))
@@ -157,6 +185,14 @@ def score(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     refs, hyps = read_text(args.ref), read_text(args.hyp)
     utt2spk = {k: v[0] for k, v in read_text(args.utt2spk).items()} if args.utt2spk else None
+    extra = sorted(hyps.keys() - refs.keys())
+    if extra:
+        raise DataError(args.hyp, f"{len(extra)} utterance(s) have no reference in "
+                        f"{args.ref}, e.g. {extra[0]!r}: score the matching files")
+    missing = sorted(refs.keys() - hyps.keys())
+    if missing:
+        print(f"note: {len(missing)} reference utterance(s) have no hypothesis in {args.hyp}"
+              f" (e.g. {missing[0]!r}): scored as all deletions", file=sys.stderr)
     if args.fold39:
         normalize = partial(fold_timit, to=39)
     elif args.cer:
@@ -200,36 +236,80 @@ def finetune(cfg: DictConfig) -> None:
 
 @guarded
 def transcribe(argv: list[str] | None = None) -> None:
-    """recog-transcribe CKPT FILE...: transcribe audio files (any format soundfile reads, any
-    rate, stereo mixed down) or ink files (IAM-OnDB XML, JSON strokes) with a checkpoint."""
+    """recog-transcribe CKPT FILE|FOLDER...: transcribe audio files (any format soundfile
+    reads, any rate, stereo mixed down) or ink files (IAM-OnDB XML, JSON strokes: x right, y
+    down, points in time order) with a checkpoint; greedy, or beam search with a token LM, a
+    lexicon and a word LM, or the set-up recog-lm tuned (--tuned NAME)."""
     import json
 
-    from recog.transcribe import TranscribeOptions, Transcriber, kaldi_line
+    from recog.transcribe import (
+        TranscribeOptions,
+        Transcriber,
+        decode_options,
+        kaldi_line,
+        read_list,
+        tuned_setup,
+    )
 
-    p = argparse.ArgumentParser(prog="recog-transcribe", description=transcribe.__doc__)
+    p = argparse.ArgumentParser(prog="recog-transcribe", description=transcribe.__doc__,
+                                epilog="Paths are relative to the working directory.")
     p.add_argument("checkpoint", type=Path, help="a best.pt written by recog-train/finetune")
-    p.add_argument("files", nargs="+", type=Path, help="audio or stroke files")
-    p.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
+    p.add_argument("files", nargs="*", type=Path,
+                   help="audio or stroke files; a folder stands for the files in it")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--scp", type=Path, help="Kaldi wav.scp: '<key> <path>' per line")
+    src.add_argument("--list", type=Path, help="a file of paths, one per line")
+    p.add_argument("--tuned", metavar="NAME|FILE", help="the decoding set-up recog-lm tuned "
+                   "for this model (decode=NAME: decode_NAME.json beside the checkpoint, e.g. "
+                   "beam_lm, beam_lexicon); the options below override its values")
+    p.add_argument("--beam", type=int, help="beam width (default: 1, greedy; 16 with an LM, "
+                   "a lexicon or --nbest)")
+    p.add_argument("--nbest", type=int, help="hypotheses per file in --json (beam search)")
     p.add_argument("--lm", help="token n-gram (ARPA, e.g. from recog-lm) for beam search")
-    p.add_argument("--lm-weight", type=float, default=0.5, help="LM weight (alpha)")
-    p.add_argument("--insertion-bonus", type=float, default=0.0, help="per token (beta)")
+    p.add_argument("--lm-weight", type=float, help="LM weight (alpha, default 0.5)")
+    p.add_argument("--insertion-bonus", type=float, help="per token (beta, default 0)")
+    p.add_argument("--lexicon", help="word list, one per line: only its words are spelt")
+    p.add_argument("--word-lm", help="word n-gram (ARPA) over the lexicon's words")
+    p.add_argument("--word-lm-weight", type=float, help="word LM weight (gamma, default 0.5)")
+    p.add_argument("--fold39", action="store_true",
+                   help="print TIMIT phones folded to the 39 scoring classes")
     p.add_argument("--batch-frames", type=int, default=30000, help="padded frames per batch")
     p.add_argument("--device", default="cpu")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    out.add_argument("--json", action="store_true", help="print a JSON list: per file its "
+                     "tokens, text, scores, each token's frames and seconds, and the n-best")
     out.add_argument("--kaldi", action="store_true",
-                     help="print Kaldi text as recog-decode's hyp.txt has it: '<file name "
-                     "without suffix> <text>' per file (phones space-separated, characters "
-                     "joined)")
-    args = p.parse_args(argv)
-    opts = TranscribeOptions(args.beam, args.lm, args.lm_weight, args.insertion_bonus,
-                             args.batch_frames, args.device)
-    results = Transcriber.load(args.checkpoint, opts)(args.files)
+                     help="print Kaldi text as recog-decode's hyp.txt has it: '<key> <text>' "
+                     "per file (key: the wav.scp key, else the file name without suffix)")
+    args = p.parse_intermixed_args(argv)  # files may come after the options
+    if args.scp or args.list:
+        if args.files:
+            p.error("give files, or --scp/--list, not both")
+        listed = read_list(args.scp or args.list, scp=bool(args.scp))
+        keys, files = [k for k, _ in listed], [f for _, f in listed]
+    elif not args.files:
+        p.error("give files, a folder, --scp or --list")
+    setup = {}
+    if args.tuned:
+        tuned = Path(args.tuned)
+        setup = tuned_setup(tuned if tuned.suffix == ".json" else
+                            args.checkpoint.parent / f"decode_{args.tuned}.json")
+    given = {k: getattr(args, k) for k in ("beam", "nbest", "lm", "lm_weight",
+                                            "insertion_bonus", "lexicon", "word_lm",
+                                            "word_lm_weight")}
+    setup.update({k: v for k, v in given.items() if v is not None})
+    opts = TranscribeOptions(decode_options(**setup), args.batch_frames, args.device,
+                             args.fold39)
+    transcriber = Transcriber.load(args.checkpoint, opts)
+    if not (args.scp or args.list):
+        files = transcriber.expand(args.files)
+        keys = [f.stem for f in files]
+    results = transcriber(files, keys)
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=1))
     elif args.kaldi:
         for r in results:
-            print(kaldi_line(Path(r["file"]).stem, r["text"]))
+            print(kaldi_line(r["key"], r["text"]))
     else:
         for r in results:
             print(f"{r['file']}\t{r['text']}")

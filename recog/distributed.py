@@ -53,9 +53,27 @@ def current_world() -> World:
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def available_device(device: str, key: str) -> torch.device:
+    """``device`` as a torch device, or a ConfigError naming ``key`` when this machine has
+    no such device (``trainer=gpu`` without a GPU), instead of the driver's traceback."""
+    from recog.config import ConfigError
+
+    try:
+        d = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(key, f"{device!r} is not a device ({e})") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(key, f"{device!r} asks for a GPU, but torch finds none on this "
+                          "machine (torch.cuda.is_available() is False): use trainer=cpu")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise ConfigError(key, f"{device!r}: this machine has {torch.cuda.device_count()} "
+                          "GPU(s), numbered from 0")
+    return d
+
+
 def process_device(device: str, world: World) -> torch.device:
     """``cuda`` means this process's own GPU (``cuda:LOCAL_RANK``) under torchrun."""
-    d = torch.device(device)
+    d = available_device(device, "trainer.device")
     if d.type == "cuda" and d.index is None and world.active:
         return torch.device("cuda", world.local_rank)
     return d

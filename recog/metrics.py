@@ -104,6 +104,7 @@ class Score:
     per_speaker: dict[str, ErrorCounts] = field(default_factory=dict)
     per_utterance: dict[str, ErrorCounts] = field(default_factory=dict)
     alignments: dict[str, list[Op]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # references without a hypothesis
 
     def confidence_interval(self, level: float = 0.95, samples: int = 1000, seed: int = 0
                             ) -> tuple[float, float]:
@@ -139,6 +140,7 @@ class Score:
             **self.total.as_dict(),
             "utterances": len(self.per_utterance),
             "ci95": [round(lo, 4), round(hi, 4)],
+            "missing_hypotheses": self.missing,
             "per_speaker": {k: v.as_dict() for k, v in sorted(self.per_speaker.items())},
         }
 
@@ -157,11 +159,12 @@ def score(
     normalize: Callable[[Sequence[str]], Sequence[str]] = tuple,
     utt2spk: Mapping[str, str] | None = None,
 ) -> Score:
-    """Score every reference utterance; a missing hypothesis counts as empty (all deletions)."""
+    """Score every reference utterance; a missing hypothesis counts as empty (all deletions)
+    and is listed in ``Score.missing``. A hypothesis without a reference is a ValueError."""
     extra = set(hyps) - set(refs)
     if extra:
         raise ValueError(f"{len(extra)} hypotheses have no reference, e.g. {sorted(extra)[0]}")
-    result = Score(ErrorCounts())
+    result = Score(ErrorCounts(), missing=sorted(set(refs) - set(hyps)))
     for utt, ref in refs.items():
         r, h = list(normalize(ref)), list(normalize(hyps.get(utt, ())))
         ops = align(r, h)
@@ -187,6 +190,10 @@ def report(s: Score, title: str, worst: int = 5, seed: int = 0) -> str:
              f"**{t.rate:.2f} %** error rate ({t.errors} / {t.n}), 95 % CI "
              f"[{lo:.2f}, {hi:.2f}] (bootstrap over {len(s.per_speaker)} speakers), "
              f"{len(s.per_utterance)} utterances.", "", head, row("**total**", t)]
+    if s.missing:
+        lines[3:3] = [f"{len(s.missing)} reference utterance(s) have no hypothesis and are "
+                      f"scored as all deletions: {', '.join(s.missing[:20])}"
+                      f"{' ...' if len(s.missing) > 20 else ''}", ""]
     lines += [row(k, v) for k, v in sorted(s.per_speaker.items())]
     lines += ["", "## Most frequent substitutions (ref → hyp)", ""]
     lines += [f"- `{r}` → `{h}`: {n}" for (r, h), n in s.confusions()] or ["- none"]

@@ -17,7 +17,7 @@ import torch
 from recog import distributed
 from recog.augment import AugmentOptions, SpecAugment, perturbed_copies
 from recog.batching import CTCDataset, GroupNormalization
-from recog.config import Config
+from recog.config import Config, ConfigError
 from recog.data import fsdd, iamondb, manifest, timit
 from recog.data.timit_speakers import SPLIT_SIZES
 from recog.data.utterance import (
@@ -35,6 +35,7 @@ from recog.lockfile import exp_lock
 from recog.metrics import Score, score, write_score, write_text, write_trn
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel, ctc_min_frames
+from recog.progress import Progress
 from recog.tasks import InkTask, SpeechTask, Task, TimitTask
 from recog.threads import set_threads
 from recog.tokens import Vocabulary
@@ -143,6 +144,24 @@ def corpus_kind(cfg: Config) -> CorpusKind:
     return CORPORA[cfg.corpus.name]
 
 
+def check_choices(cfg: Config) -> None:
+    """Refuse, before any work, a name that picks nothing (``model.cell=gru``, a corpus or
+    decoder that does not exist) and a device this machine does not have, each as a
+    ConfigError naming the key and what it may be."""
+    from recog.decode.decoder import DECODERS
+    from recog.models.ctc import CELLS, FRONTENDS
+
+    choices = {"corpus.name": (cfg.corpus.name, CORPORA),
+               "model.cell": (cfg.model.cell, CELLS),
+               "model.frontend": (cfg.model.frontend, ["none", *FRONTENDS]),
+               "model.normalize": (cfg.model.normalize, NORMALIZATIONS),
+               "decode.method": (cfg.decode.method, DECODERS)}
+    for key, (value, known) in choices.items():
+        if value not in known:
+            raise ConfigError(key, f"{value!r} is not one of: {', '.join(sorted(known))}")
+    distributed.available_device(cfg.trainer.device, "trainer.device")
+
+
 def _read(cfg: Config) -> Corpus:
     """Build the synthetic corpus if asked, then read the corpus with its own reader."""
     return corpus_kind(cfg).read(cfg)
@@ -197,6 +216,9 @@ def format_summary(summary: dict) -> str:
 
 def load_split(cfg: Config, split: str) -> list[Utterance]:
     path = Path(cfg.prepare.out) / f"{split}.jsonl"
+    if not path.is_file():
+        raise DataError(path, f"split {split!r} is not prepared: run recog-prepare (recipe "
+                        "stage 1) first, with this prepare.out")
     utts = read_jsonl(path)
     if not utts:
         raise DataError(path, f"split {split!r} is empty")
@@ -377,7 +399,7 @@ def _load_model(cfg: Config, overridden: Collection[str] = ()
     exp_dir = Path(cfg.exp_dir)
     ckpt = Path(cfg.decode.checkpoint)
     ckpt = ckpt if ckpt.is_file() else exp_dir / cfg.decode.checkpoint
-    device = torch.device(cfg.trainer.device)
+    device = distributed.available_device(cfg.trainer.device, "trainer.device")
     model, vocab, payload = load_checkpoint(ckpt, device)
     if (payload.get("config") or {}).get("features"):  # else: an older, bare checkpoint
         cfg = apply_checkpoint_setup(cfg, payload, ckpt, overridden)
@@ -404,7 +426,8 @@ def _decode(cfg: Config, overridden: Collection[str] = ()) -> dict:
     task = get_task(cfg)
     rejections = Rejections(cfg.data.skip_bad)
     results: dict = {"checkpoint": str(ckpt), "epoch": payload.get("epoch"),
-                     "metrics": list(task.metrics), "splits": {}}
+                     "metrics": list(task.metrics), "results_dir": str(results_dir),
+                     "splits": {}}
     for split in cfg.decode_splits:
         ds, utts = dataset(cfg, split, vocab, rejections=rejections,
                            max_frames=cfg.decode.batch_frames,
@@ -508,13 +531,16 @@ def tune(cfg: Config) -> list[dict]:
     if d.word_lm:
         grids["word_lm_weight"] = d.word_lm_weights or [d.word_lm_weight]
     rows = []
-    for point in itertools.product(*grids.values()):
+    points = list(itertools.product(*grids.values()))
+    bar = Progress(len(points), f"tuning on {cfg.corpus.dev_split}", cfg.trainer.progress)
+    for done, point in enumerate(points, 1):
         row = dict(zip(grids, point, strict=True))
         for key, value in row.items():
             setattr(base.options, key, value)
         hyps = {ds.ids[i]: vocab.decode(ids) for idx, lp, n in outputs
                 for i, ids in zip(idx, base(lp, n), strict=True)}
         rows.append({**row, name: score(refs, hyps, normalize).total.rate})
+        bar.update(done, f"best {name} {min(r[name] for r in rows):.2f} %")
     return sorted(rows, key=lambda r: r[name])
 
 

@@ -33,10 +33,10 @@ from recog.distributed import (
     peer_failures,
     process_device,
 )
-from recog.features.cache import Progress
 from recog.metrics import error_count
 from recog.models.checkpoint import read_payload, save_checkpoint
 from recog.models.ctc import CTCModel
+from recog.progress import Progress
 from recog.tokens import Vocabulary
 
 log = logging.getLogger("recog.train")
@@ -400,8 +400,8 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
         start_epoch, position = state["epoch"] + 1, state.get("position")
         global_step = state.get("global_step", 0)
         where = f", step {position['step']}" if position else ""
-        log.info("resumed from %s at epoch %d%s (best dev error %.2f %%)", last, start_epoch,
-                 where, best)
+        log.info("resumed from %s at epoch %d%s (%s)", last, start_epoch, where,
+                 f"best dev error {best:.2f} %" if math.isfinite(best) else "no epoch done yet")
     else:
         if (exp_dir / "best.pt").is_file() and not opts.overwrite:
             raise DataError(exp_dir / "best.pt", "trainer.resume=false would replace this "
@@ -515,6 +515,10 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                     stats.frames += step.frames
                     stats.padded += step.padded
                     bar.update(s + 1, f"loss {stats.loss / max(stats.utts, 1):.2f}")
+                    if board is not None:  # per step; the epoch's figures follow per epoch
+                        board.add_scalar("step/train_loss", step.loss / max(step.utts, 1),
+                                         global_step + 1)
+                        board.add_scalar("step/grad_norm", float(grad_norm), global_step + 1)
                 global_step += 1
                 if signalled or (opts.checkpoint_every and global_step % opts.checkpoint_every
                                  == 0 and s + 1 < len(batches)):

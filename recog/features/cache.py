@@ -25,8 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,6 +33,7 @@ import torch
 
 from recog.atomic import atomic_open, atomic_write_text, remove_stale_temps
 from recog.data.utterance import DataError, Utterance
+from recog.progress import Progress
 
 log = logging.getLogger("recog.features")
 
@@ -55,27 +54,6 @@ def cache_key(utterances: Sequence[Utterance], options: dict) -> str:
             ident = f"{u.id}\t{u.source}\t-\n"
         h.update(ident.encode())
     return h.hexdigest()[:16]
-
-
-class Progress:
-    """A one-line progress display on stderr (items done, rate, time left)."""
-
-    def __init__(self, total: int, label: str, enabled: bool = True):
-        self.total, self.label, self.enabled = total, label, enabled
-        self.start = self.last = time.monotonic()
-
-    def update(self, done: int, note: str = "") -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.5 and done < self.total):
-            return
-        self.last = now
-        rate = done / max(now - self.start, 1e-9)
-        left = (self.total - done) / rate if rate > 0 else 0.0
-        sys.stderr.write(f"\r{self.label} {done}/{self.total} "
-                         f"[{rate:.1f}/s, {left:.0f}s left] {note}   ")
-        if done >= self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 class FeatureCache:

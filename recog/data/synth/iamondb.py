@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import numbers
 import string
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import cache, lru_cache
@@ -42,6 +41,7 @@ import numpy as np
 
 from recog.data.synth.cmudict_check import require_in_cmudict
 from recog.data.synth.staging import staged_folder
+from recog.progress import Progress
 
 # --- character set and faces ------------------------------------------------------------
 
@@ -913,12 +913,10 @@ def generate_iamondb(root: Path, options: InkSynthOptions, progress: bool = True
     check_faces(options.faces)
     forms = _plan(options)
     with staged_folder(target) as staging:
+        bar = Progress(len(forms), "synth ink forms", progress)
         for done, form in enumerate(forms, start=1):
             _write_form(form, staging, options.seed)
-            if progress:
-                print(f"\rsynth ink {done}/{len(forms)} forms", end="", file=sys.stderr, flush=True)
-        if progress:
-            print(file=sys.stderr, flush=True)
+            bar.update(done)
         for split, name in SPLIT_FILES.items():
             ids = sorted(f.form_id for f in forms if f.split == split)
             (staging / name).write_bytes("".join(f"{i}\n" for i in ids).encode("iso-8859-1"))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -41,6 +40,7 @@ from recog.data.synth.cmudict_check import require_in_cmudict
 from recog.data.synth.espeak_timit import Segment, timit_segments
 from recog.data.synth.staging import staged_folder
 from recog.data.timit_speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
+from recog.progress import Progress
 
 SAMPLE_RATE = 16000
 N_DIALECT_REGIONS = 8
@@ -478,12 +478,9 @@ def generate_timit(root: Path, options: SynthOptions, progress: bool = True) -> 
     total = sum(len(s.utterances) for s in speakers)
     with staged_folder(target) as staging:
         jobs = [(s, staging, options.seed, options.background_dbfs) for s in speakers]
-        done = 0
+        done, bar = 0, Progress(total, "synth utterances", progress)
         with _pool_context().Pool(options.workers, maxtasksperchild=1) as pool:
             for count in pool.imap_unordered(_write_speaker, jobs):
                 done += count
-                if progress:
-                    print(f"\rsynth {done}/{total}", end="", file=sys.stderr, flush=True)
-        if progress:
-            print(file=sys.stderr, flush=True)
+                bar.update(done)
     return target

@@ -1,0 +1,147 @@
+"""recog-transcribe's decoding set-ups and outputs: folders, wav.scp and path lists, a
+lexicon and word LM, the set-up recog-lm stored (--tuned), 39-folded phones, and --json with
+scores, token times and the n-best."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from recog.cli import transcribe
+from recog.decode.beam import BeamOptions
+from recog.decode.decoder import DecodeOptions
+from recog.decode.ngram import train_kneser_ney, write_arpa
+from recog.models import save_checkpoint
+from recog.models.checkpoint import load_checkpoint
+from recog.tokens import Vocabulary
+from recog.transcribe import write_tuned_setup
+from tests.test_transcribe import _config, ink_checkpoint, speech  # noqa: F401  (fixture)
+
+
+def _run(capsys: pytest.CaptureFixture, *args: object) -> str:
+    transcribe([str(a) for a in args])
+    return capsys.readouterr().out
+
+
+def test_folder_scp_and_list_give_the_files_results(speech: tuple, tmp_path: Path,  # noqa: F811
+                                                   capsys: pytest.CaptureFixture) -> None:
+    ckpt, paths, expected = speech
+    folder = paths[0].parent
+    lines = _run(capsys, ckpt, folder).splitlines()  # the folder's WAVs, sorted
+    assert lines == [f"{p}\t{e}" for p, e in sorted(zip(paths, expected, strict=True))]
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"spk1-a {paths[2]}\nspk1-b {paths[0]}\n")
+    assert _run(capsys, ckpt, "--scp", scp, "--kaldi") == (
+        f"spk1-a {expected[2]}\nspk1-b {expected[0]}\n")
+    listed = tmp_path / "files.txt"
+    listed.write_text(f"{paths[1]}\n\n{paths[0]}\n")
+    assert _run(capsys, ckpt, "--list", listed, "--kaldi") == (
+        f"u1 {expected[1]}\nu0 {expected[0]}\n")
+    scp.write_text(f"x sox {paths[0]} -t wav - |\n")
+    with pytest.raises(SystemExit, match=r"wav.scp:1: expected '<key> <file path>'"):
+        _run(capsys, ckpt, "--scp", scp)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"empty: a folder without files this model reads"):
+        _run(capsys, ckpt, tmp_path / "empty")
+
+
+def test_a_too_short_file_among_several_is_named(speech: tuple, tmp_path: Path,  # noqa: F811
+                                                 capsys: pytest.CaptureFixture) -> None:
+    ckpt, paths, _ = speech
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(160, np.float32), 16000, subtype="PCM_16")
+    with pytest.raises(SystemExit, match=r"short.wav: 160 samples: shorter than one"):
+        _run(capsys, ckpt, paths[0], short, paths[1])
+    assert capsys.readouterr().out == ""
+
+
+def test_json_has_scores_times_and_nbest(speech: tuple, capsys: pytest.CaptureFixture  # noqa: F811
+                                         ) -> None:
+    ckpt, paths, expected = speech
+    out = json.loads(_run(capsys, ckpt, "--json", "--beam", "8", "--nbest", "3", *paths))
+    model, _, _ = load_checkpoint(ckpt)
+    for r, path, text in zip(out, paths, expected, strict=True):
+        assert r["text"] == text and r["nbest"][0]["tokens"] == r["tokens"]
+        scores = [h["score"] for h in r["nbest"]]
+        assert 1 <= len(scores) <= 3 and scores == sorted(scores, reverse=True)
+        assert len({tuple(h["tokens"]) for h in r["nbest"]}) == len(scores)
+        # times: one span per token, in order, inside the file; 10 ms frames x stack
+        assert [t["token"] for t in r["times"]] == r["tokens"]
+        seconds = sf.info(str(path)).duration
+        step = 0.01 * model.options.stack
+        ends = [0] + [t["frame_end"] for t in r["times"]]
+        for t, before in zip(r["times"], ends, strict=False):
+            assert before <= t["frame_start"] < t["frame_end"]
+            assert t["start"] == pytest.approx(t["frame_start"] * step)
+            assert t["end"] == pytest.approx(t["frame_end"] * step) and t["end"] <= seconds
+        assert r["score"] == pytest.approx(r["acoustic"]) and r["acoustic"] <= 0  # no LM
+    greedy = json.loads(_run(capsys, ckpt, "--json", paths[0]))[0]
+    assert len(greedy["nbest"]) == 1 and greedy["score"] <= 0 and greedy["lm"] == 0
+
+
+def test_fold39_prints_the_scoring_classes(speech: tuple, tmp_path: Path,  # noqa: F811
+                                           capsys: pytest.CaptureFixture) -> None:
+    ckpt, paths, expected = speech
+    model, vocab, payload = load_checkpoint(ckpt)
+    # the same network, its phones renamed to ones the 39-class folding merges
+    # (Lee & Hon 1989: ao -> aa, zh -> sh, em -> m, ix -> ih)
+    rename = {"aa": "ao", "sh": "zh", "m": "em", "iy": "ix", "s": "s"}
+    renamed = tmp_path / "renamed.pt"
+    save_checkpoint(renamed, model, Vocabulary(tuple(rename.get(t, t) for t in vocab.tokens)),
+                    payload["config"])
+    raw = _run(capsys, renamed, "--kaldi", *paths).splitlines()
+    assert [line.split(" ", 1)[1] for line in raw] == [
+        " ".join(rename[p] for p in e.split()) for e in expected]
+    folded = _run(capsys, renamed, "--kaldi", "--fold39", *paths).splitlines()
+    back = {"ao": "aa", "zh": "sh", "em": "m", "ix": "ih", "s": "s"}
+    assert [line.split(" ", 1)[1] for line in folded] == [
+        " ".join(back[rename[p]] for p in e.split()) for e in expected]
+    ink, ink_paths = ink_checkpoint(tmp_path)
+    with pytest.raises(SystemExit, match=r"--fold39 folds TIMIT phones"):
+        _run(capsys, ink, "--fold39", ink_paths[0])
+
+
+def test_lexicon_and_word_lm_keep_to_the_words(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    ckpt, paths = ink_checkpoint(tmp_path)  # lines "ab", "ba b", "abba"
+    free = _run(capsys, ckpt, "--kaldi", *paths)
+    assert free == "line0 ab\nline1 ba b\nline2 abba\n"
+    words = tmp_path / "words.txt"
+    words.write_text("ab\nba\nb\nabba\n")
+    assert _run(capsys, ckpt, "--kaldi", "--lexicon", words, *paths) == free
+    words.write_text("abba\nb\n")  # "ab" and "ba" are no longer words
+    out = _run(capsys, ckpt, "--kaldi", "--lexicon", words, *paths).splitlines()
+    for line in out:
+        assert set(line.split()[1:]) <= {"abba", "b"}, line
+    assert out[2] == "line2 abba"
+    words.write_text("ab\nba\nb\nabba\n")
+    word_lm = tmp_path / "words.arpa"
+    write_arpa(train_kneser_ney([["ab"], ["ba", "b"], ["abba"]], 2, ["ab", "ba", "b", "abba"]),
+               word_lm)
+    assert _run(capsys, ckpt, "--kaldi", "--lexicon", words, "--word-lm", word_lm,
+                "--word-lm-weight", "0.3", *paths) == free
+
+
+def test_tuned_setup_is_what_recog_lm_stored(speech: tuple, tmp_path: Path,  # noqa: F811
+                                             capsys: pytest.CaptureFixture) -> None:
+    ckpt, paths, expected = speech
+    lm = tmp_path / "tokens.arpa"
+    labels = [e.split() for e in expected]
+    write_arpa(train_kneser_ney(labels, 2, sorted({t for s in labels for t in s})), lm)
+    opts = DecodeOptions(method="beam", lm=str(lm), **{**vars(BeamOptions()), "beam": 4})
+    setup = ckpt.parent / "decode_beam_lm.json"
+    write_tuned_setup(setup, opts, {"lm_weight": 0.3, "insertion_bonus": 0.5, "PER": 1.0})
+    stored = json.loads(setup.read_text())
+    assert (stored["lm"], stored["lm_weight"], stored["beam"]) == (str(lm.resolve()), 0.3, 4)
+    tuned = json.loads(_run(capsys, ckpt, "--json", "--tuned", "beam_lm", *paths))
+    explicit = json.loads(_run(capsys, ckpt, "--json", "--beam", "4", "--lm", lm,
+                               "--lm-weight", "0.3", "--insertion-bonus", "0.5", *paths))
+    assert tuned == explicit
+    assert [r["text"] for r in tuned] == expected
+    for r in tuned:  # fused = acoustic + 0.3 LM + 0.5 per token
+        assert r["score"] == pytest.approx(r["acoustic"] + 0.3 * r["lm"] + 0.5 * len(r["tokens"]),
+                                           abs=1e-4)
+    with pytest.raises(SystemExit, match=r"decode_nothing.json: no tuned decoding set-up"):
+        _run(capsys, ckpt, "--tuned", "nothing", paths[0])
