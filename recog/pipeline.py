@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 from collections.abc import Callable, Collection
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -555,13 +556,16 @@ def pictures(cfg: Config, model: CTCModel, vocab: Vocabulary, task: Task, ds: CT
     paths = []
     history = Path(cfg.exp_dir) / "history.json"
     name = next(iter(task.metrics))
-    if history.is_file():
+    if history.is_file():  # one per experiment, beside history.json, whatever the decoding
         paths.append(plots.training_curves(json.loads(history.read_text()),
-                                           out / "training_curves.png", f"dev {name}"))
+                                           Path(cfg.exp_dir) / "training_curves.png",
+                                           f"{cfg.corpus.dev_split} {name}"))
     pairs = first.pairs()
     labels = sorted({t for pair in pairs for t in pair if t is not None})
-    paths.append(plots.confusion_matrix(pairs, labels, out / f"confusion_{name}.png",
-                                        f"{cfg.name}: {name} confusions ({len(utts)} utts)"))
+    split = cfg.decode_splits[-1]
+    paths.append(plots.confusion_matrix(
+        pairs, labels, out / f"confusion_{name}.png",
+        f"{cfg.name}, {split} ({len(utts)} utterances), {_describe(cfg)}: {name} confusions"))
     feats = np.array(ds.cache[0])  # a writable copy of the memory-mapped frames
     if ds.norm is not None:
         feats = ds.norm.apply(0, feats)
@@ -582,7 +586,8 @@ def pictures(cfg: Config, model: CTCModel, vocab: Vocabulary, task: Task, ds: CT
     else:
         paths.append(plots.posteriorgram(
             feats, log_probs, vocab.tokens, ref_ids, out / "posteriorgram.png",
-            f"{utt.id}: ref {task.to_text(task.targets(utt))}", model.options.stack))
+            f"{utt.id} ({split})\nref: {task.to_text(task.targets(utt))}\n"
+            f"hyp: {task.to_text(hyp)} ({_describe(cfg)})", model.options.stack))
     return [str(p) for p in paths]
 
 
@@ -602,11 +607,13 @@ def _describe(cfg: Config) -> str:
     d = cfg.decode
     if d.method == "greedy":
         return "greedy"
-    parts = [f"{d.method}, beam {d.beam}"]
+    parts = [f"{d.method}, beam {d.beam}" if d.method in ("beam", "flashlight") else d.method]
     if d.lm:
         parts.append(f"LM `{d.lm}` (weight {d.lm_weight}, bonus {d.insertion_bonus})")
     if d.lexicon:
         parts.append(f"lexicon `{d.lexicon}`")
+    if d.word_lm:
+        parts.append(f"word LM `{d.word_lm}` (weight {d.word_lm_weight})")
     return ", ".join(parts)
 
 
@@ -634,7 +641,8 @@ def report(cfg: Config, results: dict, exp_dir: Path) -> str:
     ]
     pictures = [Path(p) for p in results.get("pictures", [])]
     if pictures:
-        lines[-1:-1] = [f"![{p.stem}]({p.name})" for p in pictures] + [""]
+        lines[-1:-1] = [f"![{p.stem}]({os.path.relpath(p, exp_dir / cfg.decode.results)})"
+                        for p in pictures] + [""]
     lines += [f"- `{s['path']}`{':' + str(s['line']) if s['line'] else ''}: {s['reason']}"
               for s in skipped]
     lines += ["", f"Items rejected by `recog-prepare`: {len(rejected)}"]

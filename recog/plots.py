@@ -3,11 +3,13 @@
 Every function is pure: it draws one matplotlib ``Figure`` (no pyplot state, so nothing leaks
 between calls), writes it as a PNG at ``path`` (parent folders are created) with ``dpi=100`` and
 returns ``path``. The pixel size of each PNG is its figure size (the ``*_SIZE`` constants, in
-inches) times ``DPI``.
+inches; the confusion matrix grows beyond about 40 classes) times ``DPI``. No text is smaller
+than ``MIN_FONT`` points, and titles are wrapped to the figure's width.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import torchaudio.functional as taf  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 DPI = 100
 TRAINING_CURVES_SIZE = (10.0, 4.0)
@@ -30,6 +33,17 @@ INK_SIZE = (12.0, 4.0)
 DELETION = "<del>"
 INSERTION = "<ins>"
 _BLANK_GREY = (0.6, 0.6, 0.6, 1.0)
+
+
+MIN_FONT = 8  # points: no text smaller, however many classes
+
+
+def _fit(text: str, width_in: float, fontsize: float) -> str:
+    """``text`` with each line wrapped to what ``width_in`` inches hold at ``fontsize``
+    (an average glyph is about 0.6 em wide), so a title never runs off the figure."""
+    per_line = max(int(width_in * 72 / (0.6 * fontsize)), 10)
+    return "\n".join(textwrap.fill(line, per_line, break_on_hyphens=False) or line
+                     for line in text.splitlines())
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -69,13 +83,16 @@ def training_curves(history: list[dict], path: Path, metric: str = "error rate")
     ax_err.set_ylabel(f"{metric} (%)")
     ax_err.set_title(metric)
     ax_err.grid(alpha=0.3)
+    handles = ax_err.get_legend_handles_labels()[0]
     lrs = column("lr")
     if any(np.isfinite(lr) and lr > 0 for lr in lrs):
         ax_lr = ax_err.twinx()
-        ax_lr.plot(epochs, lrs, "--", color="tab:gray", label="learning rate")
+        handles += ax_lr.plot(epochs, lrs, "--", color="tab:gray", label="learning rate")
         ax_lr.set_yscale("log")
         ax_lr.set_ylabel("learning rate", color="tab:gray")
-    ax_err.legend(loc="upper right")
+    ax_err.legend(handles=handles, loc="upper right")
+    for ax in (ax_loss, ax_err):  # whole epochs only, however few
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -108,9 +125,12 @@ def confusion_matrix(pairs: Sequence[tuple[str | None, str | None]], labels: Seq
     rates = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     rows = [*labels, INSERTION]
     cols = [*labels, DELETION]
-    fontsize = 8 if len(labels) <= 20 else 6 if len(labels) <= 45 else 4
+    fontsize = MIN_FONT
+    # 8 pt labels need ~0.16 in per class: the figure grows past the default beyond ~40
+    side = max(CONFUSION_SIZE[1], 0.16 * len(rows) + 2.5)
+    size = (side + CONFUSION_SIZE[0] - CONFUSION_SIZE[1], side)
 
-    fig = Figure(figsize=CONFUSION_SIZE)
+    fig = Figure(figsize=size)
     ax = fig.subplots()
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto",
                       interpolation="nearest")
@@ -121,7 +141,8 @@ def confusion_matrix(pairs: Sequence[tuple[str | None, str | None]], labels: Seq
     ax.set_xlabel("hypothesis")
     ax.set_ylabel("reference")
     n_ref = int(counts[:-1].sum())
-    ax.set_title(title or f"confusions ({n_ref} reference tokens)")
+    ax.set_title(_fit(title or f"confusions ({n_ref} reference tokens)", size[0] * 0.8, 12),
+                 fontsize=12)
     fig.colorbar(image, ax=ax, label="fraction of the row")
     fig.tight_layout()
     return _save(fig, path)
@@ -187,8 +208,7 @@ def posteriorgram(features: np.ndarray, log_probs: np.ndarray, tokens: Sequence[
                            extent=(0, t_out * shift, -0.5, len(rows) - 0.5))
     fig.colorbar(image, ax=ax_post, label="posterior")
     ax_post.set_yticks(range(len(rows)))
-    ax_post.set_yticklabels(["<b>" if r == 0 else tokens[r] for r in rows],
-                            fontsize=8 if len(rows) <= 30 else 5)
+    ax_post.set_yticklabels(["<b>" if r == 0 else tokens[r] for r in rows], fontsize=MIN_FONT)
     ax_post.set_xlabel(f"input frame ({shift} per output frame)")
     ax_post.set_ylabel("token")
 
@@ -202,10 +222,11 @@ def posteriorgram(features: np.ndarray, log_probs: np.ndarray, tokens: Sequence[
                      "o", color="tab:red", markersize=3, label="forced alignment")
         for label, start, _end in _segments(alignment):
             ax_post.text(start * shift, row_of[label] + 0.3, tokens[label], color="tab:red",
-                         fontsize=7, clip_on=True)
+                         fontsize=MIN_FONT, clip_on=True)
         if len(frames):
-            ax_post.legend(loc="upper right", fontsize=7)
-    ax_spec.set_title("\n".join(s for s in (title, status) if s) or "posteriorgram")
+            ax_post.legend(loc="upper right", fontsize=MIN_FONT)
+    heading = "\n".join(s for s in (title, status) if s) or "posteriorgram"
+    ax_spec.set_title(_fit(heading, POSTERIORGRAM_SIZE[0] * 0.75, 10), fontsize=10, loc="left")
     ax_post.set_xlim(0, max(t_in, t_out * shift))
     fig.tight_layout()
     return _save(fig, path)
@@ -227,6 +248,14 @@ def align_points(log_probs: np.ndarray, ref_ids: Sequence[int], n_points: int,
     return out
 
 
+def _character_colours() -> list[tuple[float, float, float, float]]:
+    """tab20 without its two greys (and any colour as grey as blank's): a character must
+    never look like a blank point."""
+    cmap = matplotlib.colormaps["tab20"]
+    colours = [cmap(k) for k in range(cmap.N)]
+    return [c for c in colours if max(c[:3]) - min(c[:3]) > 0.15]
+
+
 def ink(strokes: Sequence[np.ndarray], point_tokens: Sequence[str | None], path: Path,
         ref: str, hyp: str) -> Path:
     """Draw pen strokes coloured by the character each point is aligned to, to see how the
@@ -238,8 +267,8 @@ def ink(strokes: Sequence[np.ndarray], point_tokens: Sequence[str | None], path:
     for token in point_tokens:
         if token is not None and token not in distinct:
             distinct.append(token)
-    cmap = matplotlib.colormaps["tab20"]
-    colour_of = {token: cmap(k % cmap.N) for k, token in enumerate(distinct)}
+    palette = _character_colours()
+    colour_of = {token: palette[k % len(palette)] for k, token in enumerate(distinct)}
 
     fig = Figure(figsize=INK_SIZE)
     ax = fig.subplots()
@@ -263,11 +292,16 @@ def ink(strokes: Sequence[np.ndarray], point_tokens: Sequence[str | None], path:
         ax.set_xlim(lo[0] - pad, hi[0] + pad)
         ax.set_ylim(lo[1] - pad, hi[1] + pad)
     ax.set_aspect("equal")
-    ax.set_title(f"ref: {ref}\nhyp: {hyp}", fontsize=10, loc="left")
+    ax.set_title(_fit(f"ref: {ref}\nhyp: {hyp}", INK_SIZE[0] * 0.7, 10), fontsize=10,
+                 loc="left")
     handles = [Line2D([], [], color=colour_of[t], lw=2, label=repr(t) if t.isspace() else t)
                for t in distinct[:40]]
     handles.append(Line2D([], [], color=_BLANK_GREY, lw=2, label="blank"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=MIN_FONT,
               ncol=1 + len(handles) // 20, frameon=False)
-    fig.tight_layout()
+    fig.text(0.01, 0.01, "Colour: the character each point's output frame is aligned to (CTC "
+             "forced alignment of the reference). Grey: blank - CTC emits a character on a "
+             "frame or two, so most ink lies between emissions.", fontsize=MIN_FONT,
+             color="dimgray")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return _save(fig, path)

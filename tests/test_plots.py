@@ -108,3 +108,88 @@ def test_ink(tmp_path: Path) -> None:
     _check_png(path, plots.INK_SIZE)
     with pytest.raises(ValueError, match="81 points"):
         plots.ink(strokes, point_tokens[:-1], tmp_path / "bad.png", ref="", hyp="")
+
+
+def _layout(fig: "matplotlib.figure.Figure") -> dict:
+    """Every visible text of a drawn figure: its font size and whether it lies inside the
+    figure (measured by matplotlib's Agg renderer, independently of recog.plots)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    box = fig.bbox
+    undrawn = set()  # tick labels of locations outside the axis's view: not drawn
+    for ax in fig.get_axes():
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not lo - 1e-9 * abs(hi - lo) <= tick.get_loc() <= hi + 1e-9 * abs(hi - lo):
+                    undrawn.update((id(tick.label1), id(tick.label2)))
+    texts = {}
+    for t in fig.findobj(Text):
+        if (not t.get_visible() or not t.get_text().strip() or not t.get_in_layout()
+                or id(t) in undrawn):
+            continue
+        if t.get_clip_on() and t.axes is not None and t not in t.axes.get_xticklabels() + \
+                t.axes.get_yticklabels() and t is not t.axes.title:
+            continue  # a label inside the axes, clipped there by design
+        e = t.get_window_extent(renderer)
+        inside = (e.x0 >= box.x0 - 1 and e.x1 <= box.x1 + 1 and e.y0 >= box.y0 - 1
+                  and e.y1 <= box.y1 + 1)
+        texts[f"{t.get_text()[:30]!r}@{id(t)}"] = (t.get_fontsize(), inside)
+    return texts
+
+
+def test_titles_fit_and_no_text_is_below_8_pt(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: dict[str, dict] = {}
+    save = plots._save
+
+    def checked(fig: "matplotlib.figure.Figure", path: Path) -> Path:
+        drawn[Path(path).stem] = _layout(fig)
+        if Path(path).stem == "curves":
+            axes = fig.get_axes()
+            drawn["epoch ticks"] = {"ticks": [t for t in axes[0].get_xticks()
+                                              if 1 <= t <= 3]}
+            drawn["legend"] = {"labels": [t.get_text() for t in axes[1].get_legend().texts]}
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", checked)
+    history = [{"epoch": e, "train_loss": 9.0 / e, "dev_loss": 8.0 / e, "dev_error_rate":
+                50.0 - e, "lr": 1e-3} for e in (1, 2, 3)]
+    plots.training_curves(history, tmp_path / "curves.png", "dev PER")
+    labels = [f"ph{i}" for i in range(76)]  # as many classes as the issue's 76
+    rng = np.random.default_rng(0)
+    pairs = [(labels[i % 76], labels[(i + int(rng.integers(3))) % 76]) for i in range(300)]
+    long_title = ("timit_synthetic_experiment_with_a_long_name, test (192 utterances), beam, "
+                  "beam 16, LM `exp/timit/synthetic/lm/tokens.arpa` (weight 0.8, bonus 2.0): "
+                  "PER confusions")
+    plots.confusion_matrix(pairs, labels, tmp_path / "confusion.png", long_title)
+    features, log_probs, tokens = _posterior_inputs(24)
+    ref = " ".join(["sil", "dh", "ax", "k", "ae", "t", "s", "ae", "t"] * 8)  # 72 phones
+    plots.posteriorgram(features, log_probs, tokens, [1, 2, 3, 1], tmp_path / "post.png",
+                        f"fdhc0_si1559 (test)\nref: {ref}\nhyp: {ref}", frame_shift=3)
+    strokes = [np.stack([np.linspace(0, 30, 60), np.sin(np.linspace(0, 30, 60))], axis=1)]
+    chars = list("abcdefghijklmnopqrstuvwxyz0123")
+    plots.ink(strokes, [chars[i // 2] for i in range(60)], tmp_path / "ink.png",
+              ref="the quick brown fox jumps over the lazy dog " * 3, hyp="the quick")
+    for name in ("curves", "confusion", "post", "ink"):
+        texts = drawn[name]
+        assert texts, name
+        small = {k: size for k, (size, _) in texts.items() if size < 8}
+        outside = [k for k, (_, inside) in texts.items() if not inside]
+        assert not small, (name, small)
+        assert not outside, (name, outside)
+    assert all(float(t).is_integer() for t in drawn["epoch ticks"]["ticks"])
+    assert "learning rate" in drawn["legend"]["labels"]
+
+
+def test_ink_characters_never_take_blank_grey() -> None:
+    import matplotlib.colors
+
+    grey = np.array(matplotlib.colors.to_rgb(plots._BLANK_GREY))
+    for colour in plots._character_colours():
+        rgb = np.array(colour[:3])
+        assert rgb.max() - rgb.min() > 0.15 and np.abs(rgb - grey).max() > 0.15, colour

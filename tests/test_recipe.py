@@ -52,10 +52,11 @@ def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
     refs = (exp / "results/test/ref.txt").read_text().split()
     assert test["n"] == len(refs) - test["utterances"] > 0
     assert "q" not in refs and "h#" not in refs
-    for name in ("training_curves", "confusion_PER", "posteriorgram"):
+    for name in ("../training_curves", "confusion_PER", "posteriorgram"):
         image = matplotlib.image.imread(exp / "results" / f"{name}.png")
         assert image.shape[0] >= 300 and image.shape[1] >= 800, name
         assert f"({name}.png)" in (exp / "results/report.md").read_text()
+    assert not (exp / "results/training_curves.png").exists()  # one per experiment
     for method in ("beam", "beam_lm"):  # stage 6: beam search, then with the tuned n-gram
         beam = json.loads((exp / f"results_{method}/scores.json").read_text())
         assert beam["splits"]["test"]["PER"]["n"] == test["n"]

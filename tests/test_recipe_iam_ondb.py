@@ -42,7 +42,7 @@ def test_run_sh_stages_on_a_tiny_corpus(tmp_path: Path) -> None:
     assert (test["CER"]["n"], test["WER"]["n"]) == (len("a b") + len("abba"), 3)
     assert (exp / "results/test/ref.txt").read_text() == "d04-030u-01 a b\nd04-030u-02 abba\n"
     assert "test CER: total" in run.stdout and "test WER: total" in run.stdout
-    for name in ("training_curves", "confusion_CER", "ink"):
+    for name in ("../training_curves", "confusion_CER", "ink"):
         image = matplotlib.image.imread(exp / "results" / f"{name}.png")
         assert image.shape[0] >= 300 and image.shape[1] >= 800, name
         assert f"({name}.png)" in (exp / "results/report.md").read_text()

@@ -145,3 +145,21 @@ def test_tuned_setup_is_what_recog_lm_stored(speech: tuple, tmp_path: Path,  # n
                                            abs=1e-4)
     with pytest.raises(SystemExit, match=r"decode_nothing.json: no tuned decoding set-up"):
         _run(capsys, ckpt, "--tuned", "nothing", paths[0])
+
+
+def test_ink_whose_time_goes_back_is_refused_naming_the_point(tmp_path: Path) -> None:
+    from recog.data.manifest import read_json_strokes
+    from recog.data.utterance import DataError
+
+    path = tmp_path / "line.json"
+    ok = [[[0, 0, 0.0], [1, 1, 0.01]], [[2, 0, 0.05], [3, 1, 0.06]]]
+    path.write_text(json.dumps({"strokes": ok}))
+    assert [s.shape for s in read_json_strokes(path)] == [(2, 3), (2, 3)]
+    within = [[[0, 0, 0.0], [1, 1, 0.02], [2, 2, 0.01]]]
+    path.write_text(json.dumps({"strokes": within}))
+    with pytest.raises(DataError, match=r"line.json: stroke 0, point 2: time 0.01 is before"):
+        read_json_strokes(path)
+    across = [[[0, 0, 0.5], [1, 1, 0.6]], [[2, 0, 0.1], [3, 1, 0.2]]]  # strokes swapped
+    path.write_text(json.dumps({"strokes": across}))
+    with pytest.raises(DataError, match=r"stroke 1, point 0: time 0.1 is before"):
+        read_json_strokes(path)

@@ -253,7 +253,9 @@ def read_kaldi_dir(folder: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
 
 def read_json_strokes(path: str | Path) -> list[np.ndarray]:
     """A JSON stroke file: ``{"strokes": [[[x, y, t], ...], ...]}`` (``t`` optional, in
-    seconds; 100 points/s assumed without it), as (N, 3) arrays like ``read_line_strokes``."""
+    seconds; 100 points/s assumed without it), as (N, 3) arrays like ``read_line_strokes``.
+    Coordinates as IAM-OnDB and screens have them: x grows to the right, y downward; points
+    and strokes in writing order (a time that goes back is an error naming the point)."""
     path = Path(path)
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
@@ -276,6 +278,15 @@ def read_json_strokes(path: str | Path) -> list[np.ndarray]:
             raise DataError(path, f"stroke {k} must be a non-empty list of [x, y] or [x, y, t]")
         if a.shape[1] == 2:
             a = np.column_stack([a, (count + np.arange(len(a))) / 100.0])
+        elif not np.isfinite(a).all():
+            raise DataError(path, f"stroke {k}: coordinates or times that are not numbers")
+        start = out[-1][-1, 2] if out else -np.inf
+        back = np.flatnonzero(np.diff(np.concatenate([[start], a[:, 2]])) < 0)
+        if len(back):  # the pen features follow the writing order: it must be the file's
+            i = int(back[0])
+            raise DataError(path, f"stroke {k}, point {i}: time {a[i, 2]:g} is before the "
+                            "previous point's; give points (and strokes) in the order they "
+                            "were written")
         count += len(a)
         out.append(a)
     return out
