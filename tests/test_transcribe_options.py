@@ -3,6 +3,7 @@ lexicon and word LM, the set-up recog-lm stored (--tuned), 39-folded phones, and
 scores, token times and the n-best."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,16 @@ def _run(capsys: pytest.CaptureFixture, *args: object) -> str:
     return capsys.readouterr().out
 
 
+def _fails(capsys: pytest.CaptureFixture, pattern: str, *args: object) -> None:
+    """The verb stops with exit status 2, nothing on stdout and one ``error:`` line
+    matching ``pattern`` on stderr."""
+    with pytest.raises(SystemExit) as stop:
+        transcribe([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert stop.value.code == 2 and out == "", out
+    assert len(err.splitlines()) == 1 and re.search(pattern, err), err
+
+
 def test_folder_scp_and_list_give_the_files_results(speech: tuple, tmp_path: Path,  # noqa: F811
                                                    capsys: pytest.CaptureFixture) -> None:
     ckpt, paths, expected = speech
@@ -40,11 +51,9 @@ def test_folder_scp_and_list_give_the_files_results(speech: tuple, tmp_path: Pat
     assert _run(capsys, ckpt, "--list", listed, "--kaldi") == (
         f"u1 {expected[1]}\nu0 {expected[0]}\n")
     scp.write_text(f"x sox {paths[0]} -t wav - |\n")
-    with pytest.raises(SystemExit, match=r"wav.scp:1: expected '<key> <file path>'"):
-        _run(capsys, ckpt, "--scp", scp)
+    _fails(capsys, r"wav.scp:1: expected '<key> <file path>'", ckpt, "--scp", scp)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match=r"empty: a folder without files this model reads"):
-        _run(capsys, ckpt, tmp_path / "empty")
+    _fails(capsys, r"empty: a folder without files this model reads", ckpt, tmp_path / "empty")
 
 
 def test_a_too_short_file_among_several_is_named(speech: tuple, tmp_path: Path,  # noqa: F811
@@ -52,8 +61,7 @@ def test_a_too_short_file_among_several_is_named(speech: tuple, tmp_path: Path, 
     ckpt, paths, _ = speech
     short = tmp_path / "short.wav"
     sf.write(short, np.zeros(160, np.float32), 16000, subtype="PCM_16")
-    with pytest.raises(SystemExit, match=r"short.wav: 160 samples: shorter than one"):
-        _run(capsys, ckpt, paths[0], short, paths[1])
+    _fails(capsys, r"short.wav: 160 samples: shorter than one", ckpt, paths[0], short, paths[1])
     assert capsys.readouterr().out == ""
 
 
@@ -99,8 +107,7 @@ def test_fold39_prints_the_scoring_classes(speech: tuple, tmp_path: Path,  # noq
     assert [line.split(" ", 1)[1] for line in folded] == [
         " ".join(back[rename[p]] for p in e.split()) for e in expected]
     ink, ink_paths = ink_checkpoint(tmp_path)
-    with pytest.raises(SystemExit, match=r"--fold39 folds TIMIT phones"):
-        _run(capsys, ink, "--fold39", ink_paths[0])
+    _fails(capsys, r"--fold39 folds TIMIT phones", ink, "--fold39", ink_paths[0])
 
 
 def test_lexicon_and_word_lm_keep_to_the_words(tmp_path: Path,
@@ -143,8 +150,8 @@ def test_tuned_setup_is_what_recog_lm_stored(speech: tuple, tmp_path: Path,  # n
     for r in tuned:  # fused = acoustic + 0.3 LM + 0.5 per token
         assert r["score"] == pytest.approx(r["acoustic"] + 0.3 * r["lm"] + 0.5 * len(r["tokens"]),
                                            abs=1e-4)
-    with pytest.raises(SystemExit, match=r"decode_nothing.json: no tuned decoding set-up"):
-        _run(capsys, ckpt, "--tuned", "nothing", paths[0])
+    _fails(capsys, r"decode_nothing.json: no tuned decoding set-up", ckpt, "--tuned", "nothing",
+           paths[0])
 
 
 def test_ink_whose_time_goes_back_is_refused_naming_the_point(tmp_path: Path) -> None:
