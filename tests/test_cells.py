@@ -1,5 +1,6 @@
-"""The LSTM cells: each step against a NumPy computation of its equations, float64 gradient
-checks of the hand-written backwards, the error carousel, and padding invariance."""
+"""The LSTM cells: each step against a NumPy computation of its equations (the fused training
+kernel and the TorchScript step alike), float64 gradient checks of the hand-written
+backwards, the error carousel, and padding invariance."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from recog.models import CTCModel, ModelOptions, load_checkpoint, save_checkpoint
+from recog.models import CELLS, CTCModel, Encoder, ModelOptions, load_checkpoint, save_checkpoint
 from recog.models.cells import PeepholeOptions, StackedRecurrent
 from recog.models.convlstm import ConvLSTMFrontEnd, ConvLSTMOptions
 from recog.tokens import Vocabulary
 
-FUSED = ("peephole", "graves", "cifg")
+FUSED = ("peephole", "graves", "cifg", "indy")
 # gate blocks of each cell's input projection, in the order the implementation keeps them
-ORDER = {"lstm": "ifgo", "graves": "ifgo", "peephole": "ifog", "cifg": "ofg"}
+ORDER = {"lstm": "ifgo", "graves": "ifgo", "peephole": "ifog", "cifg": "ofg", "indy": "ifgo"}
 
 
 def sig(a: np.ndarray) -> np.ndarray:
@@ -42,6 +43,10 @@ def numpy_steps(cell: str, w: dict, xs: np.ndarray, sigma_h=np.tanh) -> np.ndarr
             f = sig(a("f", h) + w["p_f"] * c)
             c = f * c + i * np.tanh(a("g", h))
             h = sig(a("o", h) + w["p_o"] * c) * np.tanh(c)
+        elif cell == "indy":  # diagonal recurrence: each unit reads only its own h_{t-1}
+            z = {g: w[f"W_{g}"] @ x + w[f"u_{g}"] * h + w[f"b_{g}"] for g in "ifgo"}
+            c = sig(z["f"]) * c + sig(z["i"]) * np.tanh(z["g"])
+            h = sig(z["o"]) * np.tanh(c)
         elif cell == "cifg":  # i = 1 - f
             f, o = sig(a("f", h)), sig(a("o", h))
             c = f * c + (1 - f) * np.tanh(a("g", h))
@@ -55,6 +60,7 @@ def random_weights(cell: str, d: int, n: int, rng: np.random.Generator) -> dict:
     for g in ORDER[cell]:
         w[f"W_{g}"], w[f"U_{g}"] = rng.normal(0, 0.6, (n, d)), rng.normal(0, 0.6, (n, n))
         w[f"b_{g}"] = rng.normal(0, 0.3, n)
+        w[f"u_{g}"] = rng.normal(0, 0.6, n)  # indy's diagonal recurrent weights
     for g in "ifo":
         w[f"p_{g}"] = rng.normal(0, 0.6, n)
     return w
@@ -75,7 +81,10 @@ def load(module: nn.Module, cell: str, w: dict) -> None:
         layer.weight_ih[0].copy_(torch.cat([t[f"W_{g}"] for g in order]).T)
         layer.bias[0].copy_(torch.cat([t[f"b_{g}"] for g in order]))
         recurrent = order.replace("g", "") if cell == "peephole" else order
-        layer.weight_hh[0].copy_(torch.cat([t[f"U_{g}"] for g in recurrent]).T)
+        if cell == "indy":
+            layer.weight_hh[0].copy_(torch.stack([t[f"u_{g}"] for g in order]))
+        else:
+            layer.weight_hh[0].copy_(torch.cat([t[f"U_{g}"] for g in recurrent]).T)
         if cell == "graves":
             layer.weight_peep[0].copy_(torch.stack([t["p_i"], t["p_f"], t["p_o"]]))
 
@@ -96,7 +105,7 @@ def run(module: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
 
 @pytest.mark.parametrize("cell,sigma_h", [("lstm", "tanh"), ("peephole", "tanh"),
                                           ("peephole", "identity"), ("graves", "tanh"),
-                                          ("cifg", "tanh")])
+                                          ("cifg", "tanh"), ("indy", "tanh")])
 def test_steps_equal_numpy_equations(cell: str, sigma_h: str) -> None:
     rng = np.random.default_rng(0)
     d, n, t = 3, 4, 5
@@ -107,6 +116,10 @@ def test_steps_equal_numpy_equations(cell: str, sigma_h: str) -> None:
     got = run(module, torch.from_numpy(xs)[None], torch.tensor([t]))[0].detach().numpy()
     want = numpy_steps(cell, w, xs, np.tanh if sigma_h == "tanh" else (lambda c: c))
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    if cell != "lstm":  # the export form: the layer's step equations under TorchScript
+        scripted = torch.jit.script(module)
+        got = scripted(torch.from_numpy(xs)[None], torch.tensor([t]))[0].detach().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_convlstm_steps_equal_numpy_equations() -> None:
@@ -135,7 +148,8 @@ def test_convlstm_steps_equal_numpy_equations() -> None:
 
 @pytest.mark.parametrize("cell,sigma_h,bidirectional", [
     ("peephole", "tanh", True), ("peephole", "identity", False), ("graves", "tanh", True),
-    ("graves", "tanh", False), ("cifg", "tanh", True), ("cifg", "tanh", False)])
+    ("graves", "tanh", False), ("cifg", "tanh", True), ("cifg", "tanh", False),
+    ("indy", "tanh", True), ("indy", "tanh", False)])
 def test_gradcheck(cell: str, sigma_h: str, bidirectional: bool) -> None:
     torch.manual_seed(0)
     module = make(cell, 2, 3, layers=2, bidirectional=bidirectional, sigma_h=sigma_h)
@@ -174,7 +188,7 @@ def carousel(cell: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     returns h over time and d h_T / d x_1."""
     big, n = 40.0, 1
     w = {f"{k}_{g}": np.zeros((n, 1)) if k in "WU" else np.zeros(n)
-         for g in "ifgo" for k in ("W", "U", "b", "p")}
+         for g in "ifgo" for k in ("W", "U", "b", "p", "u")}
     w["W_g"][:] = 0.5
     w["W_i"][:], w["b_i"][:] = 2 * big, -big  # open only while x = 1
     w["b_f"][:] = big
@@ -259,3 +273,23 @@ def test_fused_cells_run_under_autocast(cell: str) -> None:
     y.sum().backward()
     assert y.dtype == torch.float32
     torch.testing.assert_close(y, module(x, lengths), rtol=0, atol=0.05)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_every_stack_and_the_front_end_implement_the_encoder_protocol(cell: str) -> None:
+    """layer_groups() holds every parameter once, group k exactly layer k's (read here from
+    the parameter names each stack gives: nn.LSTM's ``_l{k}``, the fused cells' ``layers.k.``)."""
+    model = CTCModel(6, 4, ModelOptions(cell=cell, hidden=3, layers=3, frontend="convlstm",
+                                        convlstm=ConvLSTMOptions(channels=2, kernel=3, maps=2)))
+    assert isinstance(model.rnn, Encoder) and isinstance(model.frontend, Encoder)
+    assert model.rnn.output_dim == 6 and model.frontend.output_dim == 2 * 3
+    names = {id(p): n for n, p in model.rnn.named_parameters()}
+    groups = model.rnn.layer_groups()
+    assert len(groups) == 3
+    assert sorted(id(p) for g in groups for p in g) == sorted(names)
+    for k, group in enumerate(groups):
+        for p in group:
+            n = names[id(p)]
+            assert n.startswith(f"layers.{k}.") or n.removesuffix("_reverse").endswith(f"_l{k}")
+    assert [id(p) for p in model.frontend.layer_groups()[0]] == [
+        id(p) for p in model.frontend.parameters()]

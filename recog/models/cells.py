@@ -35,12 +35,33 @@ def _sig_deriv(a: Tensor) -> Tensor:
     return a * (1 - a)
 
 
-def _work(p: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _zero_tails(x: Tensor, sizes: list[int]) -> Tensor:
+    """``x`` (D, T, B, ...) with the rows past ``sizes[t]`` of every step t set to 0 (none,
+    when every sequence is full length); returns ``x``."""
+    b = x.shape[2]
+    for t, bs in enumerate(sizes):
+        if bs < b:
+            x[:, t, bs:] = 0
+    return x
+
+
+def _work(p: Tensor, n: int, sizes: list[int]
+          ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The forward pass's tensors for a cell whose h_{t-1} feeds its gates: the gates (P,
-    completed in place), c (with c_0 = 0 first), tanh(c), h and h_0 = 0."""
+    completed in place), c (with c_0 = 0 first), tanh(c), h and h_0 = 0. Only what the
+    steps do not write is zeroed (c_0 and the rows past each length of c and h)."""
     d, t_len, b, _ = p.shape
-    return (p.clone(), p.new_zeros(d, t_len + 1, b, n), p.new_zeros(d, t_len, b, n),
-            p.new_zeros(d, t_len, b, n), p.new_zeros(d, b, n))
+    c = p.new_empty(d, t_len + 1, b, n)
+    c[:, 0] = 0
+    _zero_tails(c[:, 1:], sizes)
+    return (p.clone(), c, p.new_empty(d, t_len, b, n),
+            _zero_tails(p.new_empty(d, t_len, b, n), sizes), p.new_zeros(d, b, n))
+
+
+def _emit_h(o: Tensor, cn: Tensor, tc: Tensor, h: Tensor, t: int, bs: int) -> None:
+    """h_t = o tanh(c_t) for the first ``bs`` rows, tanh(c_t) kept in ``tc`` for the backward."""
+    torch.tanh(cn, out=tc[:, t, :bs])
+    torch.mul(o, tc[:, t, :bs], out=h[:, t, :bs])
 
 
 def _dh_step(dh: Tensor, dh_out: Tensor, dgates: Tensor, ut: Tensor, t: int, bs: int
@@ -64,7 +85,7 @@ class _GravesFn(torch.autograd.Function):
     def forward(ctx, p: Tensor, u: Tensor, peep: Tensor, sizes: list[int]) -> Tensor:
         d, t_len, b, g4 = p.shape
         n = g4 // 4
-        gates, c, tc, h, h0 = _work(p, n)
+        gates, c, tc, h, h0 = _work(p, n, sizes)
         p_if, p_o = peep[:, None, 0:2], peep[:, None, 2]
         for t, bs in enumerate(sizes):
             gt = gates[:, t, :bs]
@@ -76,8 +97,7 @@ class _GravesFn(torch.autograd.Function):
             torch.mul(g[:, :, 1], cp, out=cn)
             cn.addcmul_(g[:, :, 0], g[:, :, 2])
             g[:, :, 3].addcmul_(cn, p_o).sigmoid_()
-            torch.tanh(cn, out=tc[:, t, :bs])
-            torch.mul(g[:, :, 3], tc[:, t, :bs], out=h[:, t, :bs])
+            _emit_h(g[:, :, 3], cn, tc, h, t, bs)
         ctx.save_for_backward(u, peep, gates, c, tc, h)
         ctx.sizes = sizes
         return h
@@ -96,7 +116,7 @@ class _GravesFn(torch.autograd.Function):
         r = o * (1 - tc * tc) + q_o * peep[:, None, None, 2]  # d c / d h (through tanh and o)
         k = torch.stack([g * _sig_deriv(i), cp * _sig_deriv(f), i * (1 - g * g)], 3)
         m = f + k[:, :, :, 0] * peep[:, None, None, 0] + k[:, :, :, 1] * peep[:, None, None, 1]
-        dgates = torch.zeros_like(gates)
+        dgates = _zero_tails(torch.empty_like(gates), sizes)
         dgv = dgates.view(d, t_len, b, 4, n)
         dc = gates.new_zeros(d, b, n)
         dh = gates.new_zeros(d, b, n)
@@ -182,7 +202,7 @@ class _CIFGFn(torch.autograd.Function):
     def forward(ctx, p: Tensor, u: Tensor, sizes: list[int]) -> Tensor:
         d, t_len, b, g3 = p.shape
         n = g3 // 3
-        gates, c, tc, h, h0 = _work(p, n)
+        gates, c, tc, h, h0 = _work(p, n, sizes)
         for t, bs in enumerate(sizes):
             gt = gates[:, t, :bs]
             gt.baddbmm_(h0[:, :bs] if t == 0 else h[:, t - 1, :bs], u)
@@ -192,8 +212,7 @@ class _CIFGFn(torch.autograd.Function):
             cp, cn = c[:, t, :bs], c[:, t + 1, :bs]
             torch.sub(cp, g[:, :, 2], out=cn)
             cn.mul_(g[:, :, 1]).add_(g[:, :, 2])
-            torch.tanh(cn, out=tc[:, t, :bs])
-            torch.mul(g[:, :, 0], tc[:, t, :bs], out=h[:, t, :bs])
+            _emit_h(g[:, :, 0], cn, tc, h, t, bs)
         ctx.save_for_backward(u, gates, c, tc, h)
         ctx.sizes = sizes
         return h
@@ -208,7 +227,7 @@ class _CIFGFn(torch.autograd.Function):
         q_o = tc * _sig_deriv(o)
         r = o * (1 - tc * tc)
         k = torch.stack([(c[:, :-1] - g) * _sig_deriv(f), (1 - f) * (1 - g * g)], 3)
-        dgates = torch.zeros_like(gates)
+        dgates = _zero_tails(torch.empty_like(gates), sizes)
         dgv = dgates.view(d, t_len, b, 3, n)
         dc = gates.new_zeros(d, b, n)
         dh = gates.new_zeros(d, b, n)
@@ -350,11 +369,89 @@ class CIFGLayer(RecurrentLayer):
         return _CIFGFn.apply(p, self.weight_hh, sizes)
 
 
+class IndyLayer(RecurrentLayer):
+    """``indy``, the IndyLSTM of Gonnet & Deselaers (ICASSP 2020, arXiv:1903.08023): the
+    ``lstm`` equations with diagonal recurrent weights, each unit's gates reading only its
+    own h_{t-1}: a = W x + u o h_{t-1} + b for [i, f, g, o], so recurrent parameters and
+    FLOPs grow linearly with the width. ``weight_hh`` is (directions, 4, n)."""
+
+    class _Fn(torch.autograd.Function):
+        """The recurrence over P = W x + b with u (D, 4, n): forward and hand-written
+        backward, elementwise per step."""
+
+        @staticmethod
+        def forward(ctx, p: Tensor, u: Tensor, sizes: list[int]) -> Tensor:
+            d, t_len, b, g4 = p.shape
+            n = g4 // 4
+            gates, c, tc, h, h0 = _work(p, n, sizes)
+            uv = u.unsqueeze(1)
+            for t, bs in enumerate(sizes):
+                g = gates[:, t, :bs].view(d, bs, 4, n)
+                g.addcmul_((h0[:, :bs] if t == 0 else h[:, t - 1, :bs]).unsqueeze(2), uv)
+                g[:, :, 0:2].sigmoid_()
+                g[:, :, 2].tanh_()
+                g[:, :, 3].sigmoid_()
+                cp, cn = c[:, t, :bs], c[:, t + 1, :bs]
+                torch.mul(g[:, :, 1], cp, out=cn)
+                cn.addcmul_(g[:, :, 0], g[:, :, 2])
+                _emit_h(g[:, :, 3], cn, tc, h, t, bs)
+            ctx.save_for_backward(u, gates, c, tc, h)
+            ctx.sizes = sizes
+            return h
+
+        @staticmethod
+        def backward(ctx, dh_out: Tensor) -> tuple[Tensor, Tensor, None]:
+            # the derivative factors are formed step by step, on the rows still active
+            # (no whole-sequence factor tensors: less memory, the same speed as measured)
+            u, gates, c, tc, h = ctx.saved_tensors
+            sizes = ctx.sizes
+            d, t_len, b, g4 = gates.shape
+            n = g4 // 4
+            gv = gates.view(d, t_len, b, 4, n)
+            dgates = _zero_tails(torch.empty_like(gates), sizes)
+            dgv = dgates.view(d, t_len, b, 4, n)
+            dc = gates.new_zeros(d, b, n)
+            dh = gates.new_zeros(d, b, n)
+            du = u.new_zeros(u.shape)
+            uv = u.unsqueeze(1)
+            for t in range(t_len - 1, -1, -1):
+                bs = sizes[t]
+                dht, dct, dg = dh[:, :bs], dc[:, :bs], dgv[:, t, :bs]
+                if t == t_len - 1:
+                    dht.copy_(dh_out[:, t, :bs])
+                else:  # through the gates of step t + 1, each reading its own unit
+                    torch.add(dh_out[:, t, :bs], (dgv[:, t + 1, :bs] * uv).sum(2), out=dht)
+                i, f, g, o = gv[:, t, :bs].unbind(2)
+                tct = tc[:, t, :bs]
+                torch.mul(dht, tct, out=dg[:, :, 3]).mul_(o - o * o)
+                dct.addcmul_(dht * o, 1 - tct * tct)
+                torch.mul(dct, g, out=dg[:, :, 0]).mul_(i - i * i)
+                torch.mul(dct, c[:, t, :bs], out=dg[:, :, 1]).mul_(f - f * f)
+                torch.mul(dct, i, out=dg[:, :, 2]).mul_(1 - g * g)
+                dct.mul_(f)
+                if t:
+                    du.add_((dg * h[:, t - 1, :bs].unsqueeze(2)).sum(1))
+            return dgates, du, None
+
+    def recurrent_shape(self, d: int, n: int) -> tuple[int, int, int]:
+        return (d, self.recurrent, n)
+
+    def step(self, p: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        d, b, n = h.shape
+        a = p.reshape(d, b, 4, n) + h.unsqueeze(2) * self.weight_hh.unsqueeze(1)
+        c = torch.sigmoid(a[:, :, 1]) * c + torch.sigmoid(a[:, :, 0]) * torch.tanh(a[:, :, 2])
+        return torch.sigmoid(a[:, :, 3]) * torch.tanh(c), c
+
+    def fused(self, p: Tensor, sizes: list[int]) -> Tensor:
+        return self._Fn.apply(p, self.weight_hh, sizes)
+
+
 # model.cell -> its layer class (``lstm``, nn.LSTM itself, is recog.models.padded_lstm)
 LAYERS: dict[str, type[RecurrentLayer]] = {
     "peephole": PeepholeLayer,
     "graves": GravesLayer,
     "cifg": CIFGLayer,
+    "indy": IndyLayer,
 }
 
 

@@ -20,7 +20,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from recog.models.cells import RecurrentLayer, StackedRecurrent
 
-CELLS = ("lstm", "lstm/packed", "peephole", "graves", "cifg")
+CELLS = ("lstm", "lstm/packed", "peephole", "graves", "cifg", "indy")
 VARIANTS = ("graves/autograd", "graves/torchscript")
 
 
@@ -94,11 +94,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     ap.add_argument("--json", help="write one record per cell here")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=2, help="timed steps per cell")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="timed steps per cell (at least 5; the median is reported)")
     ap.add_argument("--variants", action="store_true", help="also time " + ", ".join(VARIANTS))
     args = ap.parse_args()
+    if args.repeats < 5:
+        ap.error("--repeats must be at least 5 (a median of fewer is noise on a shared CPU)")
     b, t, inputs, hidden, layers = (4, 20, 10, 16, 2) if args.quick else (16, 300, 123, 250, 5)
-    repeats = 2 if args.quick else args.repeats
+    repeats = args.repeats
     device = torch.device(args.device)
     torch.manual_seed(0)
     x = torch.randn(b, t, inputs, device=device)
@@ -122,6 +125,7 @@ def main() -> None:
                 times[cell].append(1000 * (time.perf_counter() - start))
                 print(f"round {rep} {cell}: {times[cell][-1]:.0f} ms", file=sys.stderr,
                       flush=True)
+    times = {c: [round(x, 2) for x in ts] for c, ts in times.items()}  # as the JSON has them
     lstm_ms = statistics.median(times["lstm"])
     records = []
     print(f"B={b} T={t} inputs={inputs} hidden={hidden} layers={layers} bidirectional "
@@ -129,8 +133,8 @@ def main() -> None:
     print(f"{'cell':18} {'step ms':>9} {'frames/s':>9} {'x lstm':>7}")
     for cell in modules:
         ms = statistics.median(times[cell])
-        records.append({"name": cell, "step_ms": round(ms, 2),
-                        "ratio_to_lstm": round(ms / lstm_ms, 3)})
+        records.append({"name": cell, "step_ms": ms, "ratio_to_lstm": round(ms / lstm_ms, 3),
+                        "times_ms": times[cell]})
         print(f"{cell:18} {ms:9.1f} {b * t / ms * 1000:9.0f} {ms / lstm_ms:7.2f}")
     if args.json:
         with open(args.json, "w") as f:

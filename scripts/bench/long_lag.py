@@ -23,9 +23,9 @@ from torch import nn
 from recog.models.cells import StackedRecurrent
 
 SYMBOLS, DISTRACTORS = 4, 4
-CELLS = ("rnn", "lstm", "peephole", "graves", "cifg")
-FORGET_BLOCK = {"lstm": 1, "graves": 1, "peephole": 1, "cifg": 1}  # gate block of f
-INPUT_BLOCK = {"lstm": 0, "graves": 0, "peephole": 0}  # cifg has no separate input gate
+CELLS = ("rnn", "lstm", "peephole", "graves", "cifg", "indy")
+FORGET_BLOCK = {"lstm": 1, "graves": 1, "peephole": 1, "cifg": 1, "indy": 1}  # gate block of f
+INPUT_BLOCK = {"lstm": 0, "graves": 0, "peephole": 0, "indy": 0}  # cifg: no input gate
 
 
 def batch(n: int, lag: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,12 +98,12 @@ def train(cell: str, lag: int, hidden: int, steps: int, batch_size: int, seed: i
             "solved": acc >= 0.99, "seconds": round(time.perf_counter() - start, 1)}
 
 
-def plot(records: list[dict], lags: list[int], path: str) -> None:
+def plot(records: list[dict], lags: list[int], cells: list[str], path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for cell in CELLS:
+    for cell in cells:
         acc = [next(r["accuracy"] for r in records if r["cell"] == cell and r["lag"] == lag)
                for lag in lags]
         ax.plot(lags, [100 * a for a in acc], marker="o", label=cell)
@@ -128,27 +128,37 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400, help="most training batches per run")
     ap.add_argument("--hidden", type=int, default=16)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--cells", default=",".join(CELLS), help="which of " + ", ".join(CELLS))
+    ap.add_argument("--merge", help="a JSON of an earlier run: its records of the other cells "
+                    "join this run's in the table, the JSON and the plot")
     args = ap.parse_args()
+    cells = args.cells.split(",")
+    if set(cells) - set(CELLS):
+        ap.error(f"unknown cells {sorted(set(cells) - set(CELLS))}; known: {', '.join(CELLS)}")
     lags = [5, 10] if args.quick else [int(x) for x in args.lags.split(",")]
     steps = 3 if args.quick else args.steps
     torch.set_num_threads(1)  # tiny matrices: threads only add synchronisation
     records = []
     for lag in lags:
-        for cell in CELLS:
+        for cell in cells:
             records.append(train(cell, lag, args.hidden, steps, args.batch, seed=lag))
             print(json.dumps(records[-1]), flush=True)
+    if args.merge:
+        with open(args.merge) as f:
+            records = [r for r in json.load(f) if r["cell"] not in cells] + records
+        cells = [c for c in CELLS if any(r["cell"] == c for r in records)]
     print(f"\nheld-out recall accuracy (%), chance 25 %; hidden {args.hidden}, batch "
           f"{args.batch}, at most {steps} Adam steps (steps taken in brackets)")
-    print(f"{'lag':>6} " + " ".join(f"{c:>14}" for c in CELLS))
+    print(f"{'lag':>6} " + " ".join(f"{c:>14}" for c in cells))
     for lag in lags:
-        row = [next(r for r in records if r["cell"] == c and r["lag"] == lag) for c in CELLS]
+        row = [next(r for r in records if r["cell"] == c and r["lag"] == lag) for c in cells]
         print(f"{lag:>6} " + " ".join(f"{100 * r['accuracy']:7.1f} ({r['steps']:4d})"
                                       for r in row))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
     if args.png:
-        plot(records, lags, args.png)
+        plot(records, lags, cells, args.png)
 
 
 if __name__ == "__main__":
