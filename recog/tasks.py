@@ -16,7 +16,7 @@ from recog.data.audio import read_audio
 from recog.data.manifest import read_strokes
 from recog.data.utterance import DataError, Utterance
 from recog.features.audio import AudioFeatureOptions, audio_features
-from recog.features.pen import PenFeatureOptions, normalize_ink, pen_features, resample
+from recog.features.pen import PenFeatureOptions, feature_points, pen_features
 from recog.features.perturb import perturb
 from recog.tokens import Vocabulary, fold_timit, timit_vocabulary
 
@@ -129,13 +129,8 @@ class InkTask:
         return "".join(tokens)
 
     def points(self, utt: Utterance) -> list[np.ndarray]:
-        """The normalised, resampled strokes whose points the feature rows describe."""
-        strokes = read_strokes(utt.source)
-        if self.features.normalize:
-            strokes = normalize_ink(strokes, self.features.slant)
-        else:  # as pen_features does: only y flipped to point up
-            strokes = [s * np.array([1.0, -1.0, 1.0]) for s in strokes]
-        return resample(strokes, self.features.resample_step)
+        """The normalised strokes as the points the feature rows describe, one per row."""
+        return feature_points(read_strokes(utt.source), self.features)
 
     def extract(self, utt: Utterance) -> torch.Tensor:
         try:

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from recog.features.bezier import BEZIER_FEATURES
 from recog.features.pen import (
     COMPACT_FEATURES,
     GRAVES_FEATURES,
     PenFeatureOptions,
     estimate_geometry,
+    feature_points,
     normalize_ink,
     pen_features,
     resample,
@@ -99,7 +101,7 @@ def ink() -> list[np.ndarray]:
     return _sensor(_ideal(jitter=0.004))
 
 
-@pytest.mark.parametrize("kind", ["compact", "graves"])
+@pytest.mark.parametrize("kind", ["compact", "graves", "bezier"])
 @pytest.mark.parametrize(("scale", "about", "shift"), [
     (1.0, (0.0, 0.0), (137.25, -48.5)),  # translation
     (2.5, (0.0, 0.0), (0.0, 0.0)),  # scaling about the sensor origin
@@ -196,11 +198,12 @@ def test_dot_strokes_keep_one_point() -> None:
     assert np.allclose(out[1], single)
 
 
-@pytest.mark.parametrize("kind", ["compact", "graves"])
+@pytest.mark.parametrize("kind", ["compact", "graves", "bezier"])
 def test_dims_names_and_pen_up_count(ink, kind) -> None:
     opts = PenFeatureOptions(kind=kind)
     feats = pen_features(ink, opts)
-    names = COMPACT_FEATURES if kind == "compact" else GRAVES_FEATURES
+    names = {"compact": COMPACT_FEATURES, "graves": GRAVES_FEATURES,
+             "bezier": BEZIER_FEATURES}[kind]
     assert opts.dim == len(names) == feats.shape[1]
     assert opts.feature_names == names
     assert feats.dtype == torch.float32
@@ -270,7 +273,7 @@ def test_hat_marks_points_under_an_i_dot(dot_last) -> None:
         assert x[-1] < 0  # the dot sits left of the text written around it
 
 
-@pytest.mark.parametrize("kind", ["compact", "graves"])
+@pytest.mark.parametrize("kind", ["compact", "graves", "bezier"])
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("strokes", [
     [np.array([[10.0, 20.0, 0.5]])],  # a single point
@@ -310,3 +313,15 @@ def test_options() -> None:
         PenFeatureOptions(kind="bitmap")
     with pytest.raises(ValueError, match="resample_step"):
         PenFeatureOptions(resample_step=0.0)
+
+
+@pytest.mark.parametrize("kind", ["compact", "graves", "bezier"])
+def test_feature_points_match_the_rows(ink, kind) -> None:
+    opts = PenFeatureOptions(kind=kind)
+    groups = feature_points(ink, opts)
+    assert sum(len(g) for g in groups) == len(pen_features(ink, opts))
+    assert len(groups) == len(ink)
+    if kind != "graves":  # each row's (dx, dy) leads from the previous row's point to its own
+        flat = np.concatenate(groups)
+        deltas = pen_features(ink, PenFeatureOptions(kind=kind, max_delta=0.0))[:, :2].numpy()
+        assert np.allclose(np.diff(flat[:, :2], axis=0), deltas[1:], atol=1e-4)

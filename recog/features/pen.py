@@ -56,6 +56,11 @@ image. Also different from Liwicki & Bunke: delayed strokes stay in the sequence
 were written (the hat flag is added, not a replacement), and a pen lift is one flagged point,
 not a straight line of interpolated pen-up points, to keep sequences short.
 
+``bezier`` (10): ``BEZIER_FEATURES``, one row per cubic Bézier curve fitted to the
+normalised (not resampled) points of each stroke within ``bezier_error`` core heights, and
+one per pen lift: Carbune et al. (2020)'s curve encoding; see ``recog.features.bezier`` for
+what it follows of the paper and what not. ``resample_step`` does not apply to it.
+
 Undefined directions (a dot, repeated identical points) give zero direction and slope vectors,
 curvature (1, 0) ("straight on") and zero vicinity shape features, never NaN. Missing
 (non-finite) times make the speed feature 0 for the line. With ``normalize=False`` the ink is
@@ -71,12 +76,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from recog.features.bezier import BEZIER_FEATURES, bezier_curves, curve_features
+
 COMPACT_FEATURES: tuple[str, ...] = ("dx", "dy", "pen_up")
 GRAVES_FEATURES: tuple[str, ...] = (
     "pen_up", "hat", "speed", "x", "y", "dir_cos", "dir_sin", "curv_cos", "curv_sin",
     "vic_aspect", "vic_slope_cos", "vic_slope_sin", "vic_curliness", "vic_linearity",
 )
-_KINDS = {"compact": COMPACT_FEATURES, "graves": GRAVES_FEATURES}
+_KINDS = {"compact": COMPACT_FEATURES, "graves": GRAVES_FEATURES, "bezier": BEZIER_FEATURES}
 
 # Fixed constants, in core heights (the unit of normalised ink).
 _X_CLIP = 4.0  # graves x: the high-pass x is clipped here (delayed strokes far to the left)
@@ -108,14 +115,15 @@ _MAX_RESAMPLED_POINTS = 1_000_000
 class PenFeatureOptions:
     """What the pen front end computes; every field enters the feature-cache key."""
 
-    kind: str = "compact"  # compact | graves
+    kind: str = "compact"  # compact | graves | bezier
     # Distance between resampled points, in core heights: 6-8 points for an 'n' or an 'o'.
     resample_step: float = 0.5
     normalize: bool = True  # baseline, slant and height normalisation (normalize_ink)
     slant: bool = True  # with normalize: also remove the slant
     vicinity: int = 2  # graves: half-window (points) of the vicinity features
     x_window: float = 4.0  # graves: half-window (core heights of path) of the x moving average
-    max_delta: float = 5.0  # compact: |dx|, |dy| clipped to this (long pen-up jumps); 0 = off
+    max_delta: float = 5.0  # compact, bezier: |dx|, |dy| clipped to this (pen-up jumps); 0 = off
+    bezier_error: float = 0.1  # bezier: largest distance of a point from its curve (core heights)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -123,7 +131,8 @@ class PenFeatureOptions:
     def validate(self) -> None:
         """Raise ValueError naming the field when an option is out of range."""
         if self.kind not in _KINDS:
-            raise ValueError(f"unknown pen feature kind {self.kind!r} (compact or graves)")
+            raise ValueError(f"unknown pen feature kind {self.kind!r} (compact, graves or "
+                             "bezier)")
         if not self.resample_step > 0:
             raise ValueError(f"resample_step must be > 0, got {self.resample_step}")
         if self.vicinity < 1:
@@ -132,6 +141,8 @@ class PenFeatureOptions:
             raise ValueError(f"x_window must be > 0, got {self.x_window}")
         if self.max_delta < 0:
             raise ValueError(f"max_delta must be >= 0, got {self.max_delta}")
+        if not self.bezier_error > 0:
+            raise ValueError(f"bezier_error must be > 0, got {self.bezier_error}")
 
     @property
     def dim(self) -> int:
@@ -523,14 +534,38 @@ def _graves(p: np.ndarray, starts: np.ndarray, opts: PenFeatureOptions) -> np.nd
     ])
 
 
-def pen_features(strokes: Sequence[np.ndarray], opts: PenFeatureOptions) -> torch.Tensor:
-    """Features (T, opts.dim) of a line of ink: normalise, resample, describe each point."""
-    opts.validate()
+def _prepared(strokes: Sequence[np.ndarray], opts: PenFeatureOptions
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Flat points (normalised, or only flipped to y up) and stroke starts."""
     pts, starts = _flatten(strokes)
     if opts.normalize:
-        pts = _apply_flat(pts, _estimate_flat(pts, starts, opts.slant))
-    else:
-        pts = pts * np.array([1.0, -1.0, 1.0])
+        return _apply_flat(pts, _estimate_flat(pts, starts, opts.slant)), starts
+    return pts * np.array([1.0, -1.0, 1.0]), starts
+
+
+def feature_points(strokes: Sequence[np.ndarray], opts: PenFeatureOptions) -> list[np.ndarray]:
+    """The points the feature rows describe, one row each, grouped by stroke: the resampled
+    points, or (``bezier``) each curve's end point (a pen lift ends where its stroke starts)."""
+    opts.validate()
+    pts, starts = _prepared(strokes, opts)
+    if opts.kind != "bezier":
+        p, rstarts = _resample_flat(pts, starts, opts.resample_step)
+        return np.split(p, rstarts[1:])
+    ctrl, up = bezier_curves(pts, starts, opts.bezier_error)
+    return np.split(ctrl[:, 3], np.flatnonzero(up))
+
+
+def pen_features(strokes: Sequence[np.ndarray], opts: PenFeatureOptions) -> torch.Tensor:
+    """Features (T, opts.dim) of a line of ink: normalise, then resample and describe each
+    point, or (``bezier``) fit and describe curves."""
+    opts.validate()
+    pts, starts = _prepared(strokes, opts)
+    if opts.kind == "bezier":
+        ctrl, up = bezier_curves(pts, starts, opts.bezier_error)
+        feats = curve_features(ctrl, up)
+        if opts.max_delta > 0:
+            np.clip(feats[:, :2], -opts.max_delta, opts.max_delta, out=feats[:, :2])
+        return torch.from_numpy(feats.astype(np.float32))
     p, rstarts = _resample_flat(pts, starts, opts.resample_step)
     if opts.kind == "compact":
         feats = _compact(p, rstarts, opts.max_delta)
