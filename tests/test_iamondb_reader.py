@@ -81,3 +81,26 @@ def test_stroke_without_points(tmp_path: Path) -> None:
 def test_no_tree(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no IAM-OnDB found"):
         read_iamondb(tmp_path)
+
+
+@pytest.mark.parametrize("archives", [False, True])
+def test_writer_ids_from_the_original_xml(tmp_path: Path, archives: bool) -> None:
+    import tarfile
+
+    base = make_tree(tmp_path, archives=archives)
+    original = tmp_path / "staging" if archives else base
+    for form, writer in (("a01-000u", "10058"), ("a01-001z", "10058"), ("d04-030u", "672")):
+        folder = original / "original" / form[:3] / form[:7]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"strokes{form[7]}.xml").write_text(
+            '<?xml version="1.0" encoding="ISO-8859-1"?>\n<WhiteboardCaptureSession>\n'
+            f'  <General>\n    <Form id="{form[:7]}" writerID="{writer}"/>\n  </General>\n'
+            "</WhiteboardCaptureSession>\n")
+    if archives:
+        with tarfile.open(base / "original-xml-all.tar.gz", "w:gz") as tar:
+            tar.add(original / "original", arcname="original")
+    corpus = read_iamondb(tmp_path, unpack_dir=tmp_path / "unpacked")
+    writers = {u.id: u.speaker for s in corpus.splits.values() for u in s}
+    assert writers["a01-000u-01"] == writers["a01-001z-02"] == "10058"  # two forms, one writer
+    assert writers["d04-030u-02"] == "672"
+    assert writers["b02-010x-01"] == "b02-010x"  # no original file: the form id

@@ -7,6 +7,11 @@ literature §3.2). Line N of a form's ``CSR:`` section belongs to the line file 
 ``-0N.xml``. Line files without a transcription and transcriptions without a line file
 are rejected and listed, never dropped silently. ``root`` may also hold the distributed
 ``lineStrokes-all.tar.gz`` and ``ascii-all.tar.gz``; they are unpacked into ``unpack_dir``.
+The writer of a line is the ``writerID`` of the form's original whiteboard file
+(``original/<a01>/<a01-000>/strokes<u>.xml``, from ``original-xml-all.tar.gz``, unpacked
+beside ``lineStrokes/`` or as the archive beside the others) when it is there, so that
+per-writer tables are per writer; else the form id (``lineStrokes`` files do not name
+their writer).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ SPLIT_FILES = {"train": "trainset.txt", "val1": "testset_v.txt", "val2": "testse
 # Lines per split as published for IAM-OnDB-t1 (Liwicki/Graves-era papers; literature §3.2).
 PUBLISHED_LINES = {"train": 5364, "val1": 1438, "val2": 1518, "test": 3859}
 ARCHIVES = ("lineStrokes-all.tar.gz", "ascii-all.tar.gz")
+ORIGINAL_ARCHIVE = "original-xml-all.tar.gz"  # optional: original/…/strokes*.xml, writer ids
 _ENTITIES = {"&quot;": '"', "&apos;": "'", "&lt;": "<", "&gt;": ">", "&amp;": "&"}
 _FORM = re.compile(r"([a-z]\d\d)-(\d\d\d[a-z]?)([a-z]?)$")
 _LINE_NUMBER = re.compile(r"-(\d+)")
@@ -148,7 +154,10 @@ def _unpack(folder: Path, dest: Path) -> Path:
     done = dest / ".unpacked"
     if not done.is_file():
         dest.mkdir(parents=True, exist_ok=True)
-        for archive, top in zip(ARCHIVES, ("lineStrokes", "ascii"), strict=True):
+        archives = list(zip(ARCHIVES, ("lineStrokes", "ascii"), strict=True))
+        if (folder / ORIGINAL_ARCHIVE).is_file():  # optional: the writers' ids
+            archives.append((ORIGINAL_ARCHIVE, "original"))
+        for archive, top in archives:
             try:
                 with tarfile.open(folder / archive) as tar:
                     members = [m for m in tar.getmembers()
@@ -172,9 +181,25 @@ def _form_files(tree: Path, form: str) -> list[tuple[str, Path]]:
     return [(p.stem, p) for p in sorted(folder.glob(f"{form}*.txt"))]
 
 
-def _writer(path: Path, form: str) -> str:
+def _writer_id(path: Path) -> str | None:
+    """The ``writerID`` attribute near the top of an XML file, if it has one."""
     match = re.search(rb'writerID="([^"]+)"', path.read_bytes()[:4096])
-    return match.group(1).decode("iso-8859-1") if match else form
+    return match.group(1).decode("iso-8859-1").strip() or None if match else None
+
+
+def original_xml(tree: Path, form: str) -> Path:
+    """Where the form's original whiteboard file lies (``original-xml-all``):
+    ``original/a01/a01-000/strokesu.xml`` for form a01-000u."""
+    return tree / "original" / form[:3] / form[:7] / f"strokes{form[7:]}.xml"
+
+
+def _writer(tree: Path, xml_path: Path, form: str) -> str:
+    """The real writer: the line file's ``writerID``, else the form's original XML's (the
+    ``<Form writerID=...>`` of original/…/strokes*.xml, where the user has unpacked
+    original-xml-all), else the form id."""
+    original = original_xml(tree, form)
+    return (_writer_id(xml_path) or (_writer_id(original) if original.is_file() else None)
+            or form)
 
 
 def read_iamondb(root: str | Path, *, skip_bad: bool = False,
@@ -233,7 +258,7 @@ def _read_form(tree: Path, form: str, ascii_path: Path, rejections: Rejections,
         except DataError as e:
             rejections.add(e)
             continue
-        text, writer = text_lines[n - 1], _writer(xml_path, form)
+        text, writer = text_lines[n - 1], _writer(tree, xml_path, form)
         out.append(Utterance(id=xml_path.stem, speaker=writer, source=str(xml_path),
                              tokens=tuple(text), text=text,
                              extra={"writer": writer, "form": form}))
