@@ -11,7 +11,8 @@ decoding (decoders and ``recog-transcribe`` never see these options):
   perturbation, Jaitly & Hinton 2013: new voices for a corpus of few speakers). The draws
   of each copy depend only on ``seed`` and the utterance id.
 
-The waveform side lives in ``recog.features.perturb``; this module knows no modality.
+The waveform side lives in ``recog.features.perturb``, the ink side (``augment.ink``:
+perturbed copies of pen strokes) in ``recog.features.ink_augment``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 import torchaudio.transforms as T
 
 from recog.data.utterance import Utterance
+from recog.features.ink_augment import InkAugmentOptions
 
 
 @dataclass
@@ -42,6 +44,7 @@ class AugmentOptions:
     noise_prob: float = 0.0  # chance that a copy gets additive white noise ...
     noise_snr: list[float] = field(default_factory=lambda: [10.0, 30.0])  # ... at this SNR
     vtlp: list[float] = field(default_factory=lambda: [1.0, 1.0])  # warp factor range
+    ink: InkAugmentOptions = field(default_factory=InkAugmentOptions)  # pen strokes' copies
     seed: int = 0
 
     @property
@@ -54,6 +57,7 @@ class AugmentOptions:
         return asdict(self)
 
     def check(self) -> None:
+        self.ink.check()
         if not self.speed_factors or any(f <= 0 for f in self.speed_factors):
             raise ValueError(f"augment.speed_factors must be positive, not "
                              f"{list(self.speed_factors)}")

@@ -32,6 +32,7 @@ from recog.data.utterance import (
 )
 from recog.decode.decoder import BeamSearch, make_decoder
 from recog.features.cache import FeatureCache, build_cache, feature_stats
+from recog.features.ink_augment import ink_copies
 from recog.lockfile import exp_lock
 from recog.metrics import Score, score, write_score, write_text, write_trn
 from recog.models.checkpoint import load_checkpoint
@@ -266,6 +267,12 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
         copy_key = {k: v for k, v in augment.as_dict().items()
                     if k in ("speed_factors", "noise_prob", "noise_snr", "vtlp", "seed")}
         cache = features(cfg, split, utts, f"{split}-perturbed", {"perturb": copy_key})
+    elif augment is not None and augment.ink.copies > 0:
+        if not isinstance(task, InkTask):
+            raise ValueError("augment.ink perturbs pen strokes: it is for ink corpora")
+        utts = ink_copies(utts, augment.ink, augment.seed)
+        cache = features(cfg, split, utts, f"{split}-ink-augmented",
+                         {"ink_augment": {**augment.ink.as_dict(), "seed": augment.seed}})
     else:
         cache = features(cfg, split)
     dropped = Rejections(skip_bad=True)  # sped-up copies that no longer fit: a warning
@@ -292,7 +299,8 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
         if model is not None:
             frames = int(model.output_lengths(torch.tensor(int(cache.lengths[i]))))
             if frames < ctc_min_frames(ids):
-                sink = dropped if u.extra.get("speed", 1.0) != 1.0 else rejections
+                copy = u.extra.get("speed", 1.0) != 1.0 or "ink_seed" in u.extra
+                sink = dropped if copy else rejections
                 sink.add(DataError(
                     u.source, f"utterance {u.id}: {frames} output frames cannot hold its "
                     f"{len(ids)} labels under CTC (needs {ctc_min_frames(ids)}); "
@@ -301,7 +309,7 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
         keep.append(i)
         targets.append(ids)
     if dropped.items:
-        log.warning("left out %d speed-perturbed training copies whose labels do not fit "
+        log.warning("left out %d perturbed training copies whose labels do not fit "
                     "their frames (first: %s)", len(dropped), dropped.items[0])
     if not keep:
         raise DataError(jsonl, f"no utterance of split {split!r} is usable")

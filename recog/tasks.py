@@ -16,6 +16,7 @@ from recog.data.audio import read_audio
 from recog.data.manifest import read_strokes
 from recog.data.utterance import DataError, Utterance
 from recog.features.audio import AudioFeatureOptions, audio_features
+from recog.features.ink_augment import perturbed_strokes
 from recog.features.pen import PenFeatureOptions, feature_points, pen_features
 from recog.features.perturb import perturb
 from recog.tokens import Vocabulary, fold_timit, timit_vocabulary
@@ -133,8 +134,9 @@ class InkTask:
         return feature_points(read_strokes(utt.source), self.features)
 
     def extract(self, utt: Utterance) -> torch.Tensor:
-        try:
-            return pen_features(read_strokes(utt.source), self.features)
+        try:  # a training copy's strokes are perturbed (augment.ink), never at decode time
+            return pen_features(perturbed_strokes(read_strokes(utt.source), utt),
+                                self.features)
         except ValueError as e:
             if isinstance(e, DataError):
                 raise
