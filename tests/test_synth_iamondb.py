@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import string
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from recog.data.synth.iamondb import (
     SPLIT_FILES,
     _plan,
     _render_line,
+    _sensor,
     _Style,
     check_faces,
     check_vocabulary,
@@ -292,7 +294,7 @@ def test_options_accept_lists_and_reject_bad_values() -> None:
         ("cap_height", (200.0, 100.0)), ("cap_height", (0.0, 10.0)), ("jitter", (-1.0, 0.1)),
         ("lines_per_form", (2.5, 3)), ("slant", "0.1"), ("aspect", (1.0, 1.1, 1.2)),
         ("delayed_strokes", (0.0, 2.0)), ("faces", ["comic"]), ("n_test_writers", -1),
-        ("forms_per_writer", 0),
+        ("forms_per_writer", 0), ("word_slant", (-0.1, 0.1)), ("sample_drop", (0.5, 1.0)),
     ]:  # fmt: skip
         with pytest.raises(ValueError, match=field):
             InkSynthOptions(**{field: value})
@@ -307,3 +309,50 @@ def test_options_work_as_a_structured_config() -> None:
     assert isinstance(options, InkSynthOptions)
     assert options.seed == 5 and options.slant == (0.0, 0.2)
     assert options.faces == ("cursive", "futural")
+
+
+def test_cursive_joins_make_fewer_strokes() -> None:
+    def strokes(gap: float) -> list[tuple[int, np.ndarray]]:
+        return _render_line("minimum running", _style("cursive", join_gap=gap),
+                            np.random.default_rng(4))
+
+    apart, joined = strokes(0.0), strokes(6.0)
+    assert len(joined) < len(apart)
+    assert len(joined) >= 2  # never across the word gap
+    print_face = _render_line("minimum running", _style("futural", join_gap=6.0),
+                              np.random.default_rng(4))
+    assert len(print_face) == len(_render_line("minimum running", _style("futural"),
+                                               np.random.default_rng(4)))  # print: no joins
+
+
+def test_per_word_and_per_letter_variation_changes_the_shapes() -> None:
+    plain = _render_line("hello there", _style("futural"), np.random.default_rng(5))
+    varied = _render_line("hello there", _style("futural", word_slant=0.1, word_scale=0.1,
+                                                word_drift=0.1, letter_noise=0.05),
+                          np.random.default_rng(5))
+    assert len(plain) == len(varied)  # the same strokes, drawn differently
+    a, b = np.concatenate([p for _, p in plain]), np.concatenate([p for _, p in varied])
+    assert a.shape != b.shape or not np.allclose(a, b, atol=1.0)
+
+
+def test_sensor_noise_and_lost_samples(tmp_path: Path) -> None:
+    style = _style("futural", sensor_noise=0.01, sample_drop=0.3)
+    points = np.column_stack([np.arange(4000.0), np.zeros(4000)])
+    tick, noisy, ticks = _sensor(50, points, style, np.random.default_rng(0))
+    assert tick == 50 and ticks[0] == 0 and ticks[-1] == 3999  # the ends stay
+    assert 0.25 < 1 - len(ticks) / 4000 < 0.35 and np.all(np.diff(ticks) > 0)
+    assert noisy.dtype == np.int64
+    assert np.std(noisy[:, 1]) == pytest.approx(0.01 * 150.0, rel=0.1)  # 1.5 sensor units
+    options = replace(TINY, n_train_writers=1, forms_per_writer=1, n_test_writers=1,
+                      sample_drop=(0.3, 0.3))
+    corpus = generate_iamondb(tmp_path / "c", options, progress=False)
+    lost = total = 0
+    for path in corpus.glob("lineStrokes/*/*/*.xml"):
+        for stroke in ET.parse(path).getroot().iter("Stroke"):
+            times = [round(100 * float(p.get("time"))) for p in stroke.iter("Point")]
+            assert times[0] == round(100 * float(stroke.get("start_time")))
+            assert times[-1] == round(100 * float(stroke.get("end_time")))
+            assert np.all(np.diff(times) > 0)
+            lost += times[-1] - times[0] + 1 - len(times)
+            total += max(times[-1] - times[0] - 1, 0)
+    assert 0.25 < lost / total < 0.35

@@ -369,10 +369,15 @@ def make_text_lines(
 
 # --- options ------------------------------------------------------------------------------
 
+_HARD_FIELDS = (
+    "word_slant", "word_scale", "word_drift", "letter_noise", "join_gap", "sensor_noise",
+    "sample_drop",
+)  # fmt: skip
 _RANGE_FIELDS = (
     "lines_per_form", "words_per_line", "chars_per_line", "cap_height", "slant", "aspect",
     "letter_spacing", "word_spacing", "line_spacing", "tilt", "baseline_wave", "jitter",
     "rounding", "pen_speed", "curve_slowdown", "pen_up_s", "word_pause_s", "delayed_strokes",
+    *_HARD_FIELDS,
 )  # fmt: skip
 _INT_RANGES = ("lines_per_form", "words_per_line", "chars_per_line")
 _POSITIVE_RANGES = (
@@ -380,6 +385,7 @@ _POSITIVE_RANGES = (
 )  # fmt: skip
 _NON_NEGATIVE_RANGES = (
     "baseline_wave", "jitter", "curve_slowdown", "pen_up_s", "word_pause_s", "delayed_strokes",
+    *_HARD_FIELDS,
 )  # fmt: skip
 
 
@@ -423,6 +429,19 @@ class InkSynthOptions:
     pen_up_s: tuple[float, float] = (0.03, 0.12)
     word_pause_s: tuple[float, float] = (0.05, 0.3)
     delayed_strokes: tuple[float, float] = (0.0, 1.0)
+    # Harder, more real-looking writers (all off by default, so the default corpus stays as
+    # it was): standard deviations of a per-word slant change (dx/dy), size change
+    # (relative) and baseline shift (capital heights), of a per-letter shear and size change;
+    # the widest gap (font units) between the strokes of a cursive word that the pen joins;
+    # white sensor noise (capital heights) and the share of samples lost, as a whiteboard's
+    # tracker gives them.
+    word_slant: tuple[float, float] = (0.0, 0.0)
+    word_scale: tuple[float, float] = (0.0, 0.0)
+    word_drift: tuple[float, float] = (0.0, 0.0)
+    letter_noise: tuple[float, float] = (0.0, 0.0)
+    join_gap: tuple[float, float] = (0.0, 0.0)
+    sensor_noise: tuple[float, float] = (0.0, 0.0)
+    sample_drop: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         for name in _RANGE_FIELDS:
@@ -465,6 +484,8 @@ class InkSynthOptions:
             raise ValueError("caps_word_rate must lie in [0, 1]")
         if self.delayed_strokes[1] > 1.0:
             raise ValueError("delayed_strokes must lie in [0, 1]")
+        if self.sample_drop[1] >= 1.0:
+            raise ValueError("sample_drop must lie in [0, 1)")
         n_forms = self.n_train_writers * self.forms_per_writer + self.eval_forms_per_writer * (
             self.n_val1_writers + self.n_val2_writers + self.n_test_writers
         )
@@ -504,6 +525,13 @@ class _Style:
     pen_up_s: float
     word_pause_s: float
     delayed_strokes: float
+    word_slant: float = 0.0
+    word_scale: float = 0.0
+    word_drift: float = 0.0
+    letter_noise: float = 0.0
+    join_gap: float = 0.0
+    sensor_noise: float = 0.0
+    sample_drop: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -524,11 +552,14 @@ def _draw_style(rng: np.random.Generator, options: InkSynthOptions) -> _Style:
     values = {
         f.name: float(rng.uniform(*getattr(options, f.name)))
         for f in fields(_Style)
-        if f.name != "face"
+        if f.name != "face" and f.name not in _HARD_FIELDS
     }
     face = options.faces[int(rng.integers(len(options.faces)))]
     if face in CURSIVE_FACES:
         values["letter_spacing"] = 0.0
+    for name in _HARD_FIELDS:  # drawn only when asked for: the default stream is unchanged
+        if getattr(options, name)[1] > 0:
+            values[name] = float(rng.uniform(*getattr(options, name)))
     return _Style(face=face, **values)
 
 
@@ -653,6 +684,11 @@ def _layout(text: str, style: _Style, rng: np.random.Generator) -> list[_PenStro
     for w, word in enumerate(text.split(" ")):
         scale = 1.0 + 0.03 * float(rng.standard_normal())
         dy = 0.3 * float(rng.standard_normal())
+        if style.word_scale > 0:
+            scale *= float(np.exp(style.word_scale * rng.standard_normal()))
+        if style.word_drift > 0:
+            dy += style.word_drift * _FONT_CAP_HEIGHT * float(rng.standard_normal())
+        lean = style.word_slant * float(rng.standard_normal()) if style.word_slant > 0 else 0.0
         body: list[np.ndarray] = []
         delayed: list[np.ndarray] = []
         cursor = 0.0
@@ -660,15 +696,26 @@ def _layout(text: str, style: _Style, rng: np.random.Generator) -> list[_PenStro
             glyph = glyphs.get(char)
             if glyph is None:
                 raise ValueError(f"cannot draw {char!r} of {text!r} in face {style.face!r}")
+            shape = np.eye(2)
+            if style.letter_noise > 0:  # this letter's own shear and size
+                k, g = style.letter_noise * rng.standard_normal(2)
+                shape = np.array([[1.0, 0.0], [-k, 1.0]]) * float(np.exp(g))
             for stroke, small in zip(glyph.strokes, glyph.delayable, strict=True):
-                moved = stroke + [cursor, 0.0]
+                moved = (stroke @ shape if style.letter_noise > 0 else stroke) + [cursor, 0.0]
+                if lean:
+                    moved = moved - np.column_stack([lean * moved[:, 1], np.zeros(len(moved))])
                 late = small and rng.random() < style.delayed_strokes
                 (delayed if late else body).append(moved)
             cursor += glyph.advance + spacing
         merged: list[np.ndarray] = []
-        for stroke in body + delayed:
-            if merged and np.hypot(*(merged[-1][-1] - stroke[0])) < _JOIN_DISTANCE:
+        join = max(_JOIN_DISTANCE, style.join_gap) if style.face in CURSIVE_FACES else \
+            _JOIN_DISTANCE
+        for k, stroke in enumerate(body + delayed):
+            gap = np.hypot(*(merged[-1][-1] - stroke[0])) if merged else np.inf
+            if gap < _JOIN_DISTANCE:
                 merged[-1] = np.concatenate([merged[-1], stroke[1:]])
+            elif gap < join and k < len(body):  # the pen runs on to the next letter
+                merged[-1] = np.concatenate([merged[-1], stroke])
             else:
                 merged.append(stroke)
         out.extend(_PenStroke(s * scale + [x, dy], w) for s in merged)
@@ -828,7 +875,22 @@ def _seconds(tick: int) -> str:
     return f"{tick // TICKS_PER_SECOND}.{tick % TICKS_PER_SECOND:02d}"
 
 
-def _line_xml(strokes: Sequence[tuple[int, np.ndarray]], board: Sequence[int]) -> str:
+def _sensor(tick: int, points: np.ndarray, style: _Style, rng: np.random.Generator
+            ) -> tuple[int, np.ndarray, np.ndarray]:
+    """A stroke as the tracker reports it: (first tick, integer points, their ticks after
+    the first), with the writer's sensor noise and lost samples (never the stroke's ends)."""
+    ticks = np.arange(len(points))
+    if style.sensor_noise > 0:
+        points = points + rng.normal(0.0, style.sensor_noise * style.cap_height, points.shape)
+    if style.sample_drop > 0 and len(points) > 2:
+        keep = rng.random(len(points)) >= style.sample_drop
+        keep[[0, -1]] = True
+        points, ticks = points[keep], ticks[keep]
+    return tick, np.rint(points).astype(np.int64), ticks
+
+
+def _line_xml(strokes: Sequence[tuple[int, np.ndarray, np.ndarray]], board: Sequence[int]
+              ) -> str:
     left, top, right, bottom = board
     parts = [
         '<?xml version="1.0" encoding="ISO-8859-1"?>\n',
@@ -841,15 +903,15 @@ def _line_xml(strokes: Sequence[tuple[int, np.ndarray]], board: Sequence[int]) -
         "  </WhiteboardDescription>\n",
         "  <StrokeSet>\n",
     ]
-    for start, points in strokes:
-        end = start + len(points) - 1
+    for start, points, ticks in strokes:
+        end = start + int(ticks[-1])
         parts.append(
             f'    <Stroke colour="black" start_time="{_seconds(start)}" '
             f'end_time="{_seconds(end)}">\n'
         )
         parts.extend(
             f'      <Point x="{x}" y="{y}" time="{_seconds(start + k)}"/>\n'
-            for k, (x, y) in enumerate(points.tolist())
+            for k, (x, y) in zip(ticks.tolist(), points.tolist(), strict=True)
         )
         parts.append("    </Stroke>\n")
     parts += ["  </StrokeSet>\n", "</WhiteboardCaptureSession>\n"]
@@ -872,12 +934,12 @@ def _write_form(form: _Form, tree: Path, seed: int) -> None:
     for text in form.lines:
         strokes = _render_line(text, style, rng, tick)
         shift = np.array([origin_x + float(rng.normal(0, 0.15)) * style.cap_height, baseline])
-        rendered.append([(t, np.rint(p + shift).astype(np.int64)) for t, p in strokes])
+        rendered.append([_sensor(t, p + shift, style, rng) for t, p in strokes])
         last_start, last_points = strokes[-1]
         tick = last_start + len(last_points) - 1
         tick += int(rng.integers(80, 300))  # the writer moves to the next line
         baseline += style.cap_height * style.line_spacing * float(rng.uniform(0.9, 1.1))
-    ink = np.concatenate([p for line in rendered for _, p in line])
+    ink = np.concatenate([p for line in rendered for _, p, _ in line])
     margin = rng.integers(50, 400, size=4)
     board = (
         int(ink[:, 0].min() - margin[0]), int(ink[:, 1].min() - margin[1]),
