@@ -162,8 +162,10 @@ class Recognizer:
         return "ink" if isinstance(self._t.task, InkTask) else "speech"
 
     def info(self) -> dict:
-        """What the model is: name, modality, token set (blank first) and front end."""
+        """What the model is: name, modality, token set (blank first), whether its text
+        joins the tokens (characters) or spaces them (phones), front end and decoding."""
         return {"name": self.name, "modality": self.modality,
+                "characters": self._t.characters,
                 "tokens": list(self._t.vocab.tokens), "front_end": self._t.task.feature_key,
                 "decode": {"method": self._t.opts.decode.method,
                            "beam": self._t.opts.decode.beam}}
