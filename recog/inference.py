@@ -26,7 +26,7 @@ import torch
 from recog.data.limits import check_audio, check_points
 from recog.data.utterance import DataError
 from recog.features.audio import audio_features
-from recog.features.pen import feature_points, pen_features
+from recog.features.pen import PenFeatureOptions, feature_points, pen_features
 from recog.tasks import InkTask
 from recog.transcribe import TranscribeOptions, Transcriber, decode_options
 
@@ -34,11 +34,14 @@ INK_SOURCE = "<ink>"  # what an error about in-memory ink names instead of a fil
 AUDIO_SOURCE = "<audio>"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Ink:
     """A line of ink: strokes of (x, y, t) points, x right, y down, in writing order."""
 
     strokes: tuple[np.ndarray, ...]
+
+    def __repr__(self) -> str:  # short: the Transcriber puts str(item) in its "file" field
+        return f"{INK_SOURCE[:-1]} {len(self.strokes)} strokes>"
 
     @classmethod
     def of(cls, strokes: Sequence[Sequence[Sequence[float]]], source: str = INK_SOURCE
@@ -76,12 +79,15 @@ class Ink:
         return cls(tuple(out))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Audio:
     """Mono samples in [-1, 1] at ``rate`` Hz."""
 
     samples: np.ndarray
     rate: int
+
+    def __repr__(self) -> str:
+        return f"{AUDIO_SOURCE[:-1]} {len(self.samples)} samples at {self.rate} Hz>"
 
 
 @dataclass
@@ -109,13 +115,16 @@ class Recognition:
 class _Items(Transcriber):
     """The Transcriber with in-memory items besides files (its decoding, untouched)."""
 
+    last_ink_features: torch.Tensor | None = None  # of the last Ink item (for its spans)
+
     def features(self, item: Ink | Audio | str | Path) -> torch.Tensor:  # type: ignore[override]
         ink = isinstance(self.task, InkTask)
         if isinstance(item, Ink):
             if not ink:
                 raise DataError(INK_SOURCE, "the model recognises speech, not ink")
             try:
-                return pen_features(item.strokes, self.task.features)
+                self.last_ink_features = pen_features(item.strokes, self.task.features)
+                return self.last_ink_features
             except ValueError as e:
                 raise DataError(INK_SOURCE, str(e)) from None
         if isinstance(item, Audio):
@@ -144,7 +153,7 @@ class Recognizer:
         self._t = _Items(transcriber.model, transcriber.vocab, transcriber.task,
                          transcriber.opts)
         self.name = name
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @classmethod
     def load(cls, checkpoint: str | Path, beam: int | None = None, device: str = "cpu",
@@ -174,8 +183,11 @@ class Recognizer:
             posteriors: bool = False) -> Recognition:
         """Recognise a line of ink (``Ink`` or nested lists, see ``Ink.of``)."""
         item = strokes if isinstance(strokes, Ink) else Ink.of(strokes)
-        result = self._recognise(item, posteriors)
-        _add_ink_spans(result, item, self._t)
+        with self._lock:  # the lock is reentrant: the features stay this call's
+            result = self._recognise(item, posteriors)
+            rows = rows_per_stroke(self._t.last_ink_features, item,
+                                   self._t.task.features)  # type: ignore[attr-defined]
+        _add_ink_spans(result, item, rows, self._t.model.options.stack)
         return result
 
     def audio(self, samples: np.ndarray, rate: int, posteriors: bool = False) -> Recognition:
@@ -200,23 +212,32 @@ class Recognizer:
         return Recognition(**out, posteriors=probs)
 
 
-def _add_ink_spans(result: Recognition, ink: Ink, t: Transcriber) -> None:
+def rows_per_stroke(features: torch.Tensor, ink: Ink, opts: PenFeatureOptions) -> list[int]:
+    """How many feature rows each stroke of ``ink`` got: read off the ``pen_up`` feature
+    (1 on the first row of every stroke but the first) where the front end has one, else
+    counted by ``feature_points`` (which normalises the ink again)."""
+    if opts.kind != "bezier" and "pen_up" in opts.feature_names:
+        up = features[:, opts.feature_names.index("pen_up")].numpy()
+        starts = np.concatenate([[0], np.flatnonzero(up[1:] == 1.0) + 1, [len(up)]])
+        return np.diff(starts).tolist()
+    return [len(g) for g in feature_points(ink.strokes, opts)]
+
+
+def _add_ink_spans(result: Recognition, ink: Ink, rows: Sequence[int], stack: int) -> None:
     """Give each token of an ink result the spans of input points it covers: from its first
     output frame to the next token's (the blanks after a CTC spike belong to the token before
     them); output frame f describes feature rows [f * stack, (f + 1) * stack), and a row is
     a point resampled along a stroke, mapped back to the input point at the same fraction of
     that stroke's path."""
-    rows = feature_points(ink.strokes, t.task.features)  # type: ignore[attr-defined]
     if len(rows) != len(ink.strokes):  # not one group per stroke: no spans to give
         return
     where: list[tuple[int, int]] = []  # (stroke, input point) per feature row
-    for k, (stroke, group) in enumerate(zip(ink.strokes, rows, strict=True)):
+    for k, (stroke, count) in enumerate(zip(ink.strokes, rows, strict=True)):
         steps = np.hypot(*np.diff(stroke[:, :2], axis=0).T) if len(stroke) > 1 else np.zeros(0)
         arc = np.concatenate([[0.0], np.cumsum(steps)])
-        frac = np.linspace(0.0, 1.0, len(group)) if len(group) > 1 else np.array([0.5])
+        frac = np.linspace(0.0, 1.0, count) if count > 1 else np.array([0.5])
         points = np.searchsorted(arc, frac * arc[-1], side="left").clip(0, len(stroke) - 1)
         where += [(k, int(p)) for p in points]
-    stack = t.model.options.stack
     starts = [e["frame_start"] for e in result.times][1:] + [len(where)]
     for entry, end in zip(result.times, starts, strict=True):
         covered = where[entry["frame_start"] * stack: end * stack]

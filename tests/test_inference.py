@@ -13,7 +13,8 @@ import soundfile as sf
 from recog.cli import transcribe
 from recog.data.manifest import read_strokes
 from recog.data.utterance import DataError
-from recog.inference import Recognizer
+from recog.features.pen import PenFeatureOptions, feature_points, pen_features
+from recog.inference import Ink, Recognizer, rows_per_stroke
 from tests.test_transcribe import ink_checkpoint, speech  # noqa: F401  (fixture)
 
 
@@ -124,3 +125,14 @@ def test_concurrent_calls_give_the_serial_results(ink: tuple) -> None:
     with ThreadPoolExecutor(6) as pool:
         got = list(pool.map(lambda i: rec.ink(lines[i % 3]).as_dict(), range(24)))
     assert got == [serial[i % 3] for i in range(24)]
+
+
+@pytest.mark.parametrize("kind", ["compact", "graves", "bezier"])
+def test_rows_per_stroke_from_pen_up_is_feature_points_grouping(ink: tuple, kind: str) -> None:
+    opts = PenFeatureOptions(kind=kind)
+    for path in ink[1]:
+        line = Ink(tuple(read_strokes(path)))
+        rows = rows_per_stroke(pen_features(line.strokes, opts), line, opts)
+        assert rows == [len(g) for g in feature_points(line.strokes, opts)]
+        assert len(rows) == len(line.strokes) and sum(rows) == len(pen_features(line.strokes,
+                                                                                opts))
