@@ -83,7 +83,8 @@ def browser(server: dict) -> Iterator[object]:
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM  # type: ignore[assignment]
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1100,1300"):
+                "--window-size=1100,1300", "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
@@ -172,4 +173,23 @@ def test_uploaded_wav_shows_recog_transcribes_text(server: dict, browser: object
         "return window.recog.speech.posteriors.length")
     assert frames > 0
     browser.save_screenshot(str(tmp_path / "page.png"))  # type: ignore[attr-defined]
+    _no_console_errors(browser)
+
+
+def test_recording_from_the_microphone_is_recognised(server: dict, browser: object) -> None:
+    """Chromium's fake microphone (a beep): Record, Stop, and the recording comes back
+    recognised (whatever the tiny model makes of a beep) with its posteriorgram."""
+    from selenium.webdriver.common.by import By
+
+    browser.execute_script("window.recog.speech = null")  # type: ignore[attr-defined]
+    button = browser.find_element(By.ID, "record")  # type: ignore[attr-defined]
+    button.click()
+    _until(browser, "return document.getElementById('record').textContent === 'Stop'")
+    _until(browser, "return document.getElementById('speech-state').textContent === "
+           "'recording\u2026'")
+    time.sleep(1.0)
+    button.click()
+    result = _until(browser, "return window.recog.speech")
+    assert len(result["posteriors"]) > 50  # > 0.5 s of 10 ms frames
+    assert browser.find_element(By.ID, "error").text == ""  # type: ignore[attr-defined]
     _no_console_errors(browser)
