@@ -168,7 +168,10 @@ def score(argv: list[str] | None = None) -> None:
     from recog.metrics import score as score_texts
     from recog.tokens import fold_timit
 
-    p = argparse.ArgumentParser(prog="recog-score", description=score.__doc__)
+    p = argparse.ArgumentParser(
+        prog="recog-score", description=score.__doc__,
+        epilog="recog-decode writes REF and HYP as exp/<recipe>/NAME/<results>/<split>/"
+        f"{{ref,hyp}}.txt. {commandline.checkpoints_epilog()}")
     p.add_argument("ref", help="reference: Kaldi text ('<id> tok ...') or trn ('tok ... (<id>)')")
     p.add_argument("hyp", help="hypothesis, either format")
     unit = p.add_mutually_exclusive_group()
@@ -237,9 +240,9 @@ def finetune(cfg: DictConfig) -> None:
 @guarded
 def transcribe(argv: list[str] | None = None) -> None:
     """recog-transcribe CKPT FILE|FOLDER...: transcribe audio files (any format soundfile
-    reads, any rate, stereo mixed down) or ink files (IAM-OnDB XML, JSON strokes: x right, y
-    down, points in time order) with a checkpoint; greedy, or beam search with a token LM, a
-    lexicon and a word LM, or the set-up recog-lm tuned (--tuned NAME)."""
+    reads, any rate, stereo mixed down) or ink files (IAM-OnDB XML, JSON strokes, InkML; x
+    right, y down, points in writing order) with a checkpoint; greedy, or beam search with a
+    token LM, a lexicon and a word LM, or the set-up recog-lm tuned (--tuned NAME)."""
     import json
 
     from recog.transcribe import (
@@ -252,7 +255,7 @@ def transcribe(argv: list[str] | None = None) -> None:
     )
 
     p = argparse.ArgumentParser(prog="recog-transcribe", description=transcribe.__doc__,
-                                epilog="Paths are relative to the working directory.")
+                                epilog=commandline.checkpoints_epilog())
     p.add_argument("checkpoint", type=Path, help="a best.pt written by recog-train/finetune")
     p.add_argument("files", nargs="*", type=Path,
                    help="audio or stroke files; a folder stands for the files in it")
@@ -322,7 +325,8 @@ def export(argv: list[str] | None = None) -> None:
     from recog.export import FORMATS
     from recog.export import export as export_model
 
-    p = argparse.ArgumentParser(prog="recog-export", description=export.__doc__)
+    p = argparse.ArgumentParser(prog="recog-export", description=export.__doc__,
+                                epilog=commandline.checkpoints_epilog())
     p.add_argument("checkpoint", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--format", choices=[*FORMATS, "all"], default="all")

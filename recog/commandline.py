@@ -97,3 +97,10 @@ def usage(verb: str, description: str) -> str:
               f"Every key and its value: recog-{verb} [overrides] --cfg job",
               f"Hydra's own options: recog-{verb} --hydra-help"]
     return "\n".join(lines)
+
+
+def checkpoints_epilog() -> str:
+    """The epilog of the checkpoint verbs' --help: where the recipes' models are."""
+    listing = "; ".join(f"{r}: {', '.join(names)}" for r, names in experiments().items())
+    return ("A recipe's experiment NAME trains exp/<recipe>/NAME/best.pt (experiments: "
+            f"{listing}). Paths are relative to the working directory.")
