@@ -193,7 +193,8 @@ def test_progress_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[s
     small = InkSynthOptions(**{**vars(TINY), "n_train_writers": 1, "n_test_writers": 0})
     generate_iamondb(tmp_path, small, progress=True)
     captured = capsys.readouterr()
-    assert captured.out == "" and "synth ink 4/4 forms" in captured.err  # 1 x 2 + 1 + 1
+    assert captured.out == "" and "synth ink forms 4/4" in captured.err  # 1 x 2 + 1 + 1
+    assert "\r" not in captured.err  # not a terminal: plain lines (recog.progress)
 
 
 def test_text_uses_capitals_digits_and_all_punctuation() -> None:
