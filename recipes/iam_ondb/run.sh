@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # IAM-OnDB-style online handwriting recognition: recipes/iam_ondb/run.sh [--stage N]
-#   [--stop-stage N] [--experiment synthetic|synthetic_bezier|graves2009_blstm|carbune2020]
+#   [--stop-stage N] [--experiment synthetic|synthetic_inkaug|synthetic_bezier|graves2009_blstm|
+#   carbune2020]
 #   [Hydra overrides...]
 #   e.g. recipes/iam_ondb/run.sh --experiment graves2009_blstm corpus.root=/data/IAM-OnDB
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
