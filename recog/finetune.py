@@ -41,7 +41,7 @@ class FinetuneOptions:
     """The ``finetune`` options of ``recog-finetune``."""
 
     checkpoint: str = ""  # the best.pt to start from
-    freeze_layers: int = 0  # the first k BLSTM layers (both directions) are not trained
+    freeze_layers: int = 0  # the first k recurrent layers (both directions) are not trained
     freeze_front_end: bool = True  # keep the checkpoint's input normalisation (else re-estimate)
     encoder_lr: float | None = None  # default: optim.lr
     output_lr: float | None = None  # default: optim.lr

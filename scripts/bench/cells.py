@@ -1,10 +1,10 @@
 """Training-step time (forward + backward) of every recurrent cell against nn.LSTM of the same
 size, in one run: python scripts/bench/cells.py [--quick] [--json PATH] [--device cpu|cuda].
 
-With --variants it also times two other ways to run the ``graves`` recurrence on the same
-weights, to show what the fused autograd.Function buys: ``graves/autograd`` (a Python loop of
-differentiable torch ops per step) and ``graves/torchscript`` (that step scripted with
-torch.jit.script, the loop and backward still autograd's).
+With --variants it also times, on the same weights, ``graves/torchscript``: the stack
+compiled with torch.jit.script, which runs each layer's ``step`` equations in plain ops (the
+export form) with autograd's backward op by op, to show what the fused autograd.Function
+buys.
 """
 
 from __future__ import annotations
@@ -18,49 +18,10 @@ import time
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recog.models.cells import RecurrentLayer, StackedRecurrent
+from recog.models.cells import StackedRecurrent
 
 CELLS = ("lstm", "lstm/packed", "peephole", "graves", "cifg", "indy")
-VARIANTS = ("graves/autograd", "graves/torchscript")
-
-
-def graves_step(gates: torch.Tensor, h: torch.Tensor, c: torch.Tensor, u: torch.Tensor,
-                peep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of the graves cell in differentiable torch ops (both directions batched)."""
-    a = (gates + torch.bmm(h, u)).view(gates.shape[0], gates.shape[1], 4, -1)
-    i = torch.sigmoid(a[:, :, 0] + peep[:, None, 0] * c)
-    f = torch.sigmoid(a[:, :, 1] + peep[:, None, 1] * c)
-    c = f * c + i * torch.tanh(a[:, :, 2])
-    o = torch.sigmoid(a[:, :, 3] + peep[:, None, 2] * c)
-    return o * torch.tanh(c), c
-
-
-class LoopGraves(torch.nn.Module):
-    """The graves layers' recurrence as a per-step loop that autograd differentiates
-    (full-length batches only: the benchmark's)."""
-
-    def __init__(self, stack: StackedRecurrent, scripted: bool):
-        super().__init__()
-        self.stack = stack
-        self.step = torch.jit.script(graves_step) if scripted else graves_step
-
-    def layer(self, layer: RecurrentLayer, x: torch.Tensor) -> torch.Tensor:
-        d, t_len, b, _ = x.shape
-        p = torch.baddbmm(layer.bias.unsqueeze(1), x.reshape(d, t_len * b, -1),
-                          layer.weight_ih).view(d, t_len, b, -1)
-        h = c = x.new_zeros(d, b, layer.hidden_size)
-        out = []
-        for t in range(t_len):
-            h, c = self.step(p[:, t], h, c, layer.weight_hh, layer.weight_peep)
-            out.append(h)
-        return torch.stack(out, 1)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        y = x.transpose(0, 1)
-        for layer in self.stack.layers:
-            h = self.layer(layer, torch.stack([y, y.flip(0)]))
-            y = torch.cat([h[0], h[1].flip(0)], -1)
-        return y.transpose(0, 1)
+VARIANTS = ("graves/torchscript",)
 
 
 class PackedLSTM(torch.nn.LSTM):
@@ -109,8 +70,7 @@ def main() -> None:
     weights = torch.randn(b, t, 2 * hidden, device=device)
     modules = {c: encoder(c, inputs, hidden, layers).to(device) for c in CELLS}
     if args.variants:
-        for name in VARIANTS:
-            modules[name] = LoopGraves(modules["graves"], name.endswith("torchscript"))
+        modules["graves/torchscript"] = torch.jit.script(modules["graves"])
     times: dict[str, list[float]] = {c: [] for c in modules}
     for rep in range(repeats + 1):  # round-robin, so drift hits every cell alike
         for cell, module in modules.items():
