@@ -29,6 +29,11 @@ TOLERANCE = 1e-4  # largest |log-prob| difference from the eager model an export
 Runner = Callable[[torch.Tensor, torch.Tensor], tuple]
 
 
+def _first_line(e: Exception) -> str:
+    """An exporter's message, first line only (TorchScript's quote the source below it)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 def check_equal(eager: CTCModel, run: Runner, what: str, path: str | Path) -> None:
     """Raise ``DataError`` naming ``path`` unless ``run`` gives ``eager``'s log-probs (to
     ``TOLERANCE``) and output lengths on a ragged batch whose padding holds large values."""
@@ -63,7 +68,8 @@ def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...]
     try:
         scripted = torch.jit.script(model.exportable())
     except Exception as e:  # TorchScript's errors have no common base class
-        raise DataError(checkpoint, f"cannot be compiled with TorchScript: {e}") from None
+        raise DataError(checkpoint, "cannot be compiled with TorchScript: "
+                        f"{_first_line(e)}") from None
     check_equal(model, scripted, "TorchScript", checkpoint)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +107,7 @@ def export_onnx(scripted: torch.jit.ScriptModule, model: CTCModel, path: str | P
         raise DataError(checkpoint, f"ONNX export needs the onnx package ({e}); "
                         "pip install onnx, or --format torchscript") from None
     except Exception as e:  # the exporter's errors have no common base class
-        raise DataError(checkpoint, f"cannot be exported to ONNX: {e}") from None
+        raise DataError(checkpoint, f"cannot be exported to ONNX: {_first_line(e)}") from None
     try:
         import onnxruntime
     except ImportError:

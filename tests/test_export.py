@@ -99,3 +99,24 @@ def test_an_export_that_differs_is_an_error_naming_the_checkpoint() -> None:
 def test_unknown_format_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown export format"):
         export(tmp_path / "x.pt", tmp_path, ("tflite",))
+
+
+class _Unscriptable(torch.nn.Module):
+    def forward(self, *inputs):  # noqa: ANN002, ANN202 (varargs: TorchScript refuses them)
+        return inputs
+
+
+def test_an_export_that_cannot_be_made_exits_2_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from recog import cli
+
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, _model("graves"), VOCAB, {})
+    monkeypatch.setattr(CTCModel, "exportable", lambda self: _Unscriptable())
+    monkeypatch.delenv("RECOG_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as stop:
+        cli.export([str(ckpt), str(tmp_path / "out")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "best.pt" in err[0] and "TorchScript" in err[0], err
+    assert not (tmp_path / "out").exists()
