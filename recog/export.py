@@ -3,8 +3,8 @@ log-probabilities out, for every cell and front end.
 
 The exported graph is the model's own ``exportable()`` form (recog.models.encoder's
 protocol): input normalisation, front end, frame stacking, the recurrent stack (padded, the
-backward direction of each layer on every sequence reversed within its length; ``lstm``
-layers as ONNX ``LSTM`` operators, the other cells as a loop of their step equations),
+backward direction of each layer on every sequence reversed within its length; ``lstm`` and
+``indy`` layers as ONNX ``LSTM`` operators, the other cells as a loop of their step equations),
 linear, log-softmax. A padded batch gives the eager model's log-probs, which the export
 checks on a ragged batch before writing anything. Feature extraction stays outside (its
 options are written to ``front_end.json`` beside the model, the tokens to ``tokens.json``).

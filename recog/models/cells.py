@@ -249,15 +249,16 @@ class RecurrentLayer(nn.Module):
 
     A cell is a subclass: its gate blocks (``gates`` in the input projection, ``recurrent``
     fed back, ``peepholes`` diagonal vectors), ``step`` (its equations in plain torch ops:
-    what TorchScript and ONNX run) and ``fused`` (the same recurrence as an autograd.Function
-    with a hand-written backward: what training runs)."""
+    what TorchScript and ONNX run; or ``scripted``, where a fused operator computes the same
+    equations) and ``fused`` (the same recurrence as an autograd.Function with a hand-written
+    backward: what training runs)."""
 
     gates, recurrent, peepholes = 4, 4, 0
 
     def __init__(self, input_size: int, hidden_size: int, directions: int,
                  peephole: PeepholeOptions | None = None):
         super().__init__()
-        self.hidden_size = hidden_size
+        self.hidden_size, self.directions = hidden_size, directions
         k = hidden_size ** -0.5  # nn.LSTM's initialisation
         d, n = directions, hidden_size
         self.weight_ih = nn.Parameter(torch.empty(d, input_size, self.gates * n).uniform_(-k, k))
@@ -273,12 +274,19 @@ class RecurrentLayer(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """x: (D, T, B, in) and lengths (B,); outside TorchScript the rows come sorted by
         length, longest first."""
-        d, t_len, b, _ = x.shape
-        p = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(d, t_len * b, -1),
-                          self.weight_ih).view(d, t_len, b, -1)
         if torch.jit.is_scripting():
-            return self.loop(p)
-        return self._fused(p, lengths)
+            return self.scripted(x)
+        return self._fused(self.project(x), lengths)
+
+    def project(self, x: Tensor) -> Tensor:
+        """P = W x + b for every step and direction: (D, T, B, gates * n)."""
+        d, t_len, b, _ = x.shape
+        return torch.baddbmm(self.bias.unsqueeze(1), x.reshape(d, t_len * b, -1),
+                             self.weight_ih).view(d, t_len, b, -1)
+
+    def scripted(self, x: Tensor) -> Tensor:
+        """The layer under TorchScript (export): ``step`` over every row and step."""
+        return self.loop(self.project(x))
 
     def loop(self, p: Tensor) -> Tensor:
         """The recurrence over every row and step by ``step`` (padding included: it follows
@@ -436,11 +444,21 @@ class IndyLayer(RecurrentLayer):
     def recurrent_shape(self, d: int, n: int) -> tuple[int, int, int]:
         return (d, self.recurrent, n)
 
-    def step(self, p: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        d, b, n = h.shape
-        a = p.reshape(d, b, 4, n) + h.unsqueeze(2) * self.weight_hh.unsqueeze(1)
-        c = torch.sigmoid(a[:, :, 1]) * c + torch.sigmoid(a[:, :, 0]) * torch.tanh(a[:, :, 2])
-        return torch.sigmoid(a[:, :, 3]) * torch.tanh(c), c
+    def scripted(self, x: Tensor) -> Tensor:
+        """torch.lstm (exported as ONNX's LSTM operator) with u o h as a diagonal matrix:
+        the same equations, one fused operator per direction."""
+        outs = [self._lstm(x[0], 0)]
+        if self.directions == 2:  # constant indices: the exporter needs fixed weights
+            outs.append(self._lstm(x[1], 1))
+        return torch.stack(outs)
+
+    def _lstm(self, x: Tensor, k: int) -> Tensor:
+        n = self.hidden_size
+        eye = torch.eye(n, dtype=x.dtype, device=x.device).repeat(4, 1)  # (4n, n)
+        zeros = x.new_zeros(1, x.shape[1], n)
+        weights = [self.weight_ih[k].t(), self.weight_hh[k].reshape(4 * n, 1) * eye,
+                   self.bias[k], torch.zeros_like(self.bias[k])]
+        return torch.lstm(x, (zeros, zeros), weights, True, 1, 0.0, False, False, False)[0]
 
     def fused(self, p: Tensor, sizes: list[int]) -> Tensor:
         return self._Fn.apply(p, self.weight_hh, sizes)
