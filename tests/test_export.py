@@ -2,6 +2,9 @@
 for every cell and front end; an export that cannot be made is a clear error."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,18 @@ def test_an_export_that_cannot_be_made_exits_2_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "best.pt" in err[0] and "TorchScript" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_export_benchmark_quick(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "export.json"
+    run = subprocess.run([sys.executable, str(root / "scripts/bench/export.py"), "--quick",
+                          "--repeats", "2", "--json", str(out)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    records = json.loads(out.read_text())
+    assert [r["cell"] for r in records] == ["lstm", "peephole", "graves", "cifg", "indy"]
+    for r in records:
+        assert r["max_abs_diff"] < 1e-4, r  # ONNX Runtime gives the eager log-probs
+        assert abs(r["speedup"] - r["eager_ms"] / r["onnxruntime_ms"]) < 0.05 * r["speedup"]

@@ -1,0 +1,75 @@
+"""Inference time of every cell's network, eager PyTorch against its ONNX export run by ONNX
+Runtime, in one run: python scripts/bench/export.py [--quick] [--json PATH].
+
+One utterance of T frames through CTCModel (normalisation, recurrent stack, linear,
+log-softmax), recipe-sized by default (123 inputs, 5 bidirectional layers of 250, T=300:
+3 s of speech at 100 frames/s); both sides on one thread; the median of ``--repeats``
+timed calls after a warm-up, the two runtimes interleaved. The export is recog-export's
+(recog.export: TorchScript, then ONNX), and the outputs are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from recog.export import export_onnx
+from recog.models import CELLS, CTCModel, ModelOptions
+
+ORDER = ("lstm", "peephole", "graves", "cifg", "indy")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    ap.add_argument("--json", help="write one record per cell here")
+    ap.add_argument("--repeats", type=int, default=5, help="timed calls per runtime and cell")
+    args = ap.parse_args()
+    import onnxruntime
+
+    dim, hidden, layers, frames = (6, 8, 2, 20) if args.quick else (123, 250, 5, 300)
+    torch.set_num_threads(1)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    gen = torch.Generator().manual_seed(0)
+    feats, lengths = torch.randn(1, frames, dim, generator=gen), torch.tensor([frames])
+    records = []
+    print(f"T={frames} inputs={dim} hidden={hidden} layers={layers} bidirectional, one thread, "
+          f"median of {args.repeats} calls")
+    print(f"{'cell':10} {'eager ms':>9} {'onnx ms':>9} {'speed-up':>9} {'max |diff|':>11}")
+    for cell in [c for c in ORDER if c in CELLS]:
+        torch.manual_seed(0)
+        model = CTCModel(dim, 62, ModelOptions(cell=cell, hidden=hidden, layers=layers)).eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.onnx"
+            export_onnx(torch.jit.script(model.exportable()), model, path, "bench")
+            session = onnxruntime.InferenceSession(str(path), options)
+        inputs = {"feats": feats.numpy(), "lengths": lengths.numpy()}
+        eager, onnx = [], []
+        for rep in range(args.repeats + 1):
+            start = time.perf_counter()
+            with torch.no_grad():
+                want = model(feats, lengths)[0]
+            middle = time.perf_counter()
+            got = session.run(None, inputs)[0]
+            if rep:  # the first call warms up
+                eager.append(1000 * (middle - start))
+                onnx.append(1000 * (time.perf_counter() - middle))
+        e, o = statistics.median(eager), statistics.median(onnx)
+        diff = float(abs(got - want.numpy()).max())
+        records.append({"cell": cell, "eager_ms": round(e, 2), "onnxruntime_ms": round(o, 2),
+                        "speedup": round(e / o, 3), "max_abs_diff": diff})
+        print(f"{cell:10} {e:9.1f} {o:9.1f} {e / o:8.2f}x {diff:11.1e}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
