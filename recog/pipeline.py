@@ -27,6 +27,7 @@ from recog.data.utterance import (
     Rejections,
     Utterance,
     atomic_write_text,
+    read_json,
     read_jsonl,
     write_jsonl,
 )
@@ -565,7 +566,7 @@ def pictures(cfg: Config, model: CTCModel, vocab: Vocabulary, task: Task, ds: CT
     history = Path(cfg.exp_dir) / "history.json"
     name = next(iter(task.metrics))
     if history.is_file():  # one per experiment, beside history.json, whatever the decoding
-        paths.append(plots.training_curves(json.loads(history.read_text()),
+        paths.append(plots.training_curves(read_json(history, list, ("epoch",)),
                                            Path(cfg.exp_dir) / "training_curves.png",
                                            f"{cfg.corpus.dev_split} {name}"))
     pairs = first.pairs()
@@ -628,10 +629,11 @@ def _describe(cfg: Config) -> str:
 def report(cfg: Config, results: dict, exp_dir: Path) -> str:
     """A short markdown report: set-up, scores, skipped items."""
     skipped_path = exp_dir / "skipped.json"
-    skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else []
+    skipped = (read_json(skipped_path, list, ("path", "reason")) if skipped_path.is_file()
+               else [])
     skipped += results.get("skipped", [])
     summary_path = Path(cfg.prepare.out) / "summary.json"
-    rejected = (json.loads(summary_path.read_text()).get("rejected", [])
+    rejected = (read_json(summary_path, dict).get("rejected", [])
                 if summary_path.is_file() else [])
     feats = getattr(cfg.features, get_task(cfg).feature_key["front_end"])
     lines = [

@@ -102,7 +102,7 @@ class Diverged(FloatingPointError):
 
     def __init__(self, exp_dir: Path, epoch: int, step: int, what: str):
         super().__init__(f"{exp_dir}: training diverged at epoch {epoch}, step {step}: {what}; "
-                         "last.pt and best.pt hold the last good state: lower optim.lr or "
+                         "stopped (a best.pt holds the best model so far): lower optim.lr or "
                          "tighten optim.grad_clip, then run again with trainer.resume=false "
                          "trainer.overwrite=true (or another name=...)")
 
@@ -200,6 +200,9 @@ def make_optimizer(model: torch.nn.Module, opts: OptimOptions, params: Iterable 
                    ) -> torch.optim.Optimizer:
     """The configured optimiser over ``params`` (parameters or param groups; default: all)."""
     params = model.parameters() if params is None else params
+    if not 0 < opts.lr < torch.finfo(torch.float32).max:
+        raise ValueError(f"optim.lr={opts.lr}: the learning rate must be a positive number "
+                         "that float32 holds (1e-3 is usual for Adam)")
     if opts.name == "adam":
         return torch.optim.Adam(params, lr=opts.lr, weight_decay=opts.weight_decay)
     if opts.name == "sgd":
@@ -381,7 +384,12 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
         for tmp in remove_stale_temps(exp_dir):
             log.warning("removed %s, left by a run that was killed while writing it", tmp)
     if opts.resume and last.is_file():
-        state = read_payload(last, device)
+        try:
+            state = read_payload(last, device)
+        except DataError as e:
+            raise DataError(last, f"cannot resume from it: {e.reason}; move it away to resume "
+                            "from nothing, or start afresh with trainer.resume=false "
+                            "trainer.overwrite=true") from None
         check_resumable(last, state.get("data_order"), order)
         try:
             model.load_state_dict(state["model"])
@@ -479,8 +487,8 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                         if real:
                             value = loss.item()
                             finite = finite and math.isfinite(value)
-                            chance = batch.frames * math.log(len(vocab))
-                            blown = blown or value > 10 * max(chance, 1.0)
+                            blown = blown or value > _BLOW_UP * batch.frames * math.log(
+                                len(vocab))
                             step.loss += value
                             step.utts += len(batch.indices)
                             step.frames += batch.frames
@@ -531,12 +539,20 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
             loader.close()
             train_time = time.monotonic() - t0
             total = stats.summed(device)
+            if total.skipped >= len(batches):
+                raise Diverged(exp_dir, epoch, len(batches), "every step of the epoch had a "
+                               "non-finite loss or gradient")
+            _check_blow_up(exp_dir, epoch, len(batches), "training",
+                           total.loss / max(total.frames, 1), len(vocab))
             if world.is_main:
                 dev_loss, dev_err, _ = evaluate(model, dev_set, vocab, normalize,
                                                 opts.batch_frames, device)
             else:
                 dev_loss = dev_err = math.nan
             dev_loss, dev_err = broadcast((dev_loss, dev_err))
+            _check_blow_up(exp_dir, epoch, len(batches), "dev",
+                           dev_loss * len(dev_set) / max(int(dev_set.lengths.sum()), 1),
+                           len(vocab))
             scheduler.step(dev_err)
             record = {
                 "epoch": epoch, "train_loss": total.loss / max(total.utts, 1),
@@ -573,6 +589,19 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
             if stop.signum:  # arrived during the evaluation
                 raise Interrupted(stop.signum, last, epoch + 1, 0)
     return {"history": history, "best_dev_error_rate": best}
+
+
+_BLOW_UP = 10  # a loss this many times a uniform output's (log V nats per frame): blown up
+
+
+def _check_blow_up(exp_dir: Path, epoch: int, step: int, which: str, per_frame: float,
+                   vocab_size: int) -> None:
+    """Stop when an epoch's finite loss per frame is ``_BLOW_UP`` times what a uniform
+    output distribution scores: no model that learns anything gets there."""
+    chance = math.log(vocab_size)
+    if per_frame > _BLOW_UP * chance:
+        raise Diverged(exp_dir, epoch, step, f"the {which} loss is {per_frame:.3g} per frame, "
+                       f"over {_BLOW_UP} times that of a uniform output ({chance:.3g})")
 
 
 def _finite_weights(model: torch.nn.Module) -> bool:

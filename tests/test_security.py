@@ -245,18 +245,34 @@ def test_stale_temporary_checkpoints_are_removed(tmp_path: Path) -> None:
     assert not stale.exists() and (exp / "last.pt").is_file()
 
 
-def test_divergence_stops_with_a_message_and_keeps_finite_checkpoints(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lr, words", [("1e3", "the training loss is "),
+                                       ("1e30", "the dev loss is ")])
+def test_divergence_stops_with_a_message(tmp_path: Path, lr: str, words: str) -> None:
+    """Adam at a learning rate of 1e3 (or 1e30) blows the loss up: stopped at the epoch's
+    end with the reason, before any best.pt is taken from it."""
     from recog.train import Diverged
 
     exp = tmp_path / "exp"
     with pytest.raises(Diverged) as err:
-        _train(tmp_path, exp, **{"optim.lr": "1e6", "optim.grad_clip": "1e9",
-                                 "trainer.epochs": "3", "trainer.max_bad_steps": "3"})
-    assert str(err.value).startswith(f"{exp}: training diverged at epoch ")
-    assert "lower optim.lr" in str(err.value)
-    for name in ("best.pt", "last.pt"):  # whatever was written holds finite weights
-        if (exp / name).exists():
-            load_checkpoint(exp / name)
+        _train(tmp_path, exp, **{"optim.lr": lr, "trainer.epochs": "3"})
+    message = str(err.value)
+    assert message.startswith(f"{exp}: training diverged at epoch 1, step ") and words in message
+    assert "over 10 times that of a uniform output (1.79)" in message  # log 6 tokens
+    assert "lower optim.lr" in message and not (exp / "best.pt").exists()
+
+
+def test_non_finite_steps_in_a_row_stop_training(tmp_path: Path) -> None:
+    from recog.train import Diverged
+
+    exp = tmp_path / "exp"
+    with pytest.raises(Diverged, match="3 steps in a row had a non-finite loss or gradient"):
+        _train(tmp_path, exp, **{"optim.lr": "1e30", "trainer.max_bad_steps": "3"})
+
+
+def test_learning_rate_beyond_float32_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"optim.lr=1e\+39: the learning rate must be a "
+                       "positive number that float32 holds"):
+        _train(tmp_path, tmp_path / "exp", **{"optim.lr": "1e39"})
 
 
 def test_best_checkpoint_is_never_taken_from_a_non_finite_dev_loss(
@@ -381,3 +397,128 @@ def test_build_cache_rebuilds_a_damaged_cache(cache_files: tuple, tmp_path: Path
                           tmp_path, "train", progress=False)
     assert rebuilt.index_path == index
     assert np.array_equal(np.asarray(rebuilt.data), frames)
+
+
+# --------------------------------------------------------------------------- error boundary
+def _boundary(capsys: pytest.CaptureFixture, error: BaseException) -> tuple[int, str]:
+    """Exit status and stderr of a verb that fails with ``error``."""
+    from recog.errors import guarded
+
+    def verb() -> None:
+        raise error
+
+    with pytest.raises(SystemExit) as e:
+        guarded(verb)()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return int(e.value.code), err.rstrip("\n")
+
+
+@pytest.mark.parametrize("error, line", [
+    (DataError("/d/x.jsonl", "not JSON", 3), "error: /d/x.jsonl:3: not JSON"),
+    (OSError(28, "No space left on device", "/d/exp/.lock"),
+     "error: /d/exp/.lock: no space left on the device: free some and run again"),
+    (OSError(40, "Too many levels of symbolic links", "/d/a.wav"),
+     "error: /d/a.wav: too many levels of symbolic links"),
+    (OSError(13, "Permission denied", "/d/best.pt"), "error: /d/best.pt: permission denied"),
+    (MemoryError(), "error: out of memory"),
+], ids=["data", "enospc", "eloop", "eacces", "memory"])
+def test_error_boundary_prints_one_line_and_exits_2(
+        capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, error: BaseException,
+        line: str) -> None:
+    monkeypatch.delenv("RECOG_DEBUG", raising=False)
+    status, err = _boundary(capsys, error)
+    assert status == 2 and err.startswith(line), err
+
+
+def test_unexpected_error_names_the_source_line_and_the_debug_switch(
+        capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recog.models import checkpoint
+
+    monkeypatch.delenv("RECOG_DEBUG", raising=False)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(checkpoint.torch, "load", broken)  # an error nobody expected
+    status, err = _boundary(capsys, _raised(lambda: checkpoint.content_hash({"x": object()})))
+    assert status == 2 and "internal error, TypeError: a checkpoint holds tensors" in err
+    assert f"{Path(checkpoint.__file__)}:" in err and "RECOG_DEBUG=1 (or --debug)" in err
+
+
+def _raised(fn: object) -> BaseException:
+    try:
+        fn()  # type: ignore[operator]
+    except BaseException as e:  # noqa: BLE001 - the test hands it to the boundary
+        return e
+    raise AssertionError("no exception")
+
+
+def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recog.errors import guarded
+
+    def verb(argv: list[str]) -> None:
+        assert argv == ["x"]  # --debug taken off
+        raise KeyError("boom")
+
+    monkeypatch.delenv("RECOG_DEBUG", raising=False)
+    with pytest.raises(KeyError):
+        guarded(verb)(["x", "--debug"])
+    monkeypatch.setenv("RECOG_DEBUG", "1")
+    with pytest.raises(KeyError):
+        guarded(verb)(["x"])
+
+
+def test_keyboard_interrupt_outside_training_exits_130(
+        capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECOG_DEBUG", raising=False)
+    status, err = _boundary(capsys, KeyboardInterrupt())
+    assert status == 130 and err.startswith("error: interrupted (SIGINT)")
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, None], ids=["empty", "garbage",
+                                                                       "truncated"])
+def test_unreadable_last_checkpoint_says_how_to_recover(tmp_path: Path, content: bytes | None
+                                                        ) -> None:
+    exp = tmp_path / "exp"
+    _train(tmp_path, exp)
+    last = exp / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000] if content is None else content)
+    with pytest.raises(DataError) as err:
+        _train(tmp_path, exp, **{"trainer.epochs": "2"})
+    message = str(err.value)
+    assert message.startswith(f"{last}: cannot resume from it: not a readable checkpoint")
+    assert "move it away" in message and "trainer.resume=false trainer.overwrite=true" in message
+
+
+def test_last_checkpoint_of_another_model_shape(tmp_path: Path) -> None:
+    """A whole last.pt (hash right, settings equal) holding another network's weights."""
+    exp = tmp_path / "exp"
+    _train(tmp_path, exp)
+    payload = torch.load(exp / "last.pt", weights_only=True)
+    other = CTCModel(DIM, len(VOCAB), ModelOptions(hidden=16, layers=2))
+    payload["model"] = other.state_dict()
+    payload["sha256"] = content_hash(payload)
+    torch.save(payload, exp / "last.pt")
+    with pytest.raises(DataError) as err:
+        _train(tmp_path, exp, **{"trainer.epochs": "2"})
+    assert str(err.value).startswith(f"{exp / 'last.pt'}: does not fit this model or optimiser")
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("history.json", "[{\"epoch\": 1", "not JSON"),
+    ("history.json", "{\"epoch\": 1}", "a JSON list"),
+    ("skipped.json", "[{\"path\": 1}]", "a JSON list of objects with path, reason"),
+    ("summary.json", "[" * 100_000, "unreadable (RecursionError"),
+], ids=["truncated history", "history not a list", "skipped without reason", "deep summary"])
+def test_damaged_run_records_are_errors_naming_the_file(tmp_path: Path, name: str,
+                                                        content: str, words: str) -> None:
+    from recog.data.utterance import read_json
+
+    path = tmp_path / name
+    path.write_text(content)
+    keys = {"history.json": ("epoch",), "skipped.json": ("path", "reason")}.get(name, ())
+    with pytest.raises(DataError) as err:
+        read_json(path, dict if name == "summary.json" else list, keys)
+    assert str(err.value).startswith(f"{path}") and words in str(err.value), err.value
+    assert "delete it or rerun the stage that writes it" in str(err.value)

@@ -6,11 +6,12 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from recog.atomic import atomic_write_text
 
 __all__ = ["Corpus", "DataError", "Rejections", "Utterance", "atomic_write_text",
-           "checked_id", "read_jsonl", "write_jsonl"]
+           "checked_id", "read_json", "read_jsonl", "write_jsonl"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,29 @@ class Corpus:
 
 
 _KNOWN = {"id", "speaker", "source", "tokens", "text"}
+
+
+def read_json(path: str | Path, expect: type, keys: tuple[str, ...] = ()) -> Any:
+    """A JSON file recog wrote (``history.json``, ``skipped.json``, ``summary.json``):
+    a value of type ``expect`` (for a list: objects with ``keys``). Anything else (damaged,
+    truncated, nested too deeply) is a DataError naming the file and line."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"not JSON: {e.msg} (column {e.colno}); delete it or rerun the "
+                        "stage that writes it", e.lineno) from None
+    except (OSError, UnicodeDecodeError, RecursionError) as e:
+        raise DataError(path, f"unreadable ({type(e).__name__}: {e}); delete it or rerun the "
+                        "stage that writes it") from None
+    items = data if isinstance(data, list) else []
+    if not isinstance(data, expect) or not all(
+            isinstance(d, dict) and all(k in d for k in keys) for d in items):
+        what = f"a JSON {expect.__name__}" + (f" of objects with {', '.join(keys)}" if keys
+                                              else "")
+        raise DataError(path, f"not what recog writes there ({what}); delete it or rerun the "
+                        "stage that writes it")
+    return data
 
 
 def checked_id(uid: object, path: str | Path, line: int | None = None) -> str:
