@@ -9,6 +9,9 @@ bytes and numbers, deleted, repeated and inserted ranges, truncation, swapped an
 lines, splices of two files) rewrites one file of a valid item at a time; the readers are
 the ones the pipeline runs, followed by the feature extraction and checks of the feature
 cache, so that input the reader lets through is also fuzzed through the front end.
+RIFF and FLAC audio are fuzzed with their sample-rate fields set to odd values as well;
+checkpoints and feature caches with truncation and bit flips, where a damaged file that
+loads without an error counts as a failure too (its contents must equal the original's).
 
     python scripts/fuzz_readers.py --seconds 300          # about 300 s in all
     python scripts/fuzz_readers.py --quick                # the smoke test's size
@@ -100,6 +103,7 @@ class Target:
     seeds: list[bytes]
     run: Callable[[], object]
     header: int = 0
+    special: Callable[[bytes, random.Random], bytes] | None = None  # a format-aware edit
     tried: int = 0
     clean: int = 0
     rejected: int = 0
@@ -200,6 +204,120 @@ def manifest_targets(root: Path) -> list[Target]:
     ]
 
 
+ODD_RATES = [0, 1, 3_999, 4_000, 8_001, 11_025, 22_051, 44_101, 96_000, 192_001, 1_000_003,
+             (1 << 20) - 1, (1 << 31) - 1, (1 << 32) - 1]
+
+
+def _riff_rate(data: bytes, rng: random.Random) -> bytes:
+    """A RIFF WAV with another sample rate (and byte rate) in its fmt chunk."""
+    i = data.find(b"fmt ")
+    if i < 0 or len(data) < i + 20:
+        return data
+    buf, rate = bytearray(data), rng.choice(ODD_RATES)
+    buf[i + 12 : i + 16] = rate.to_bytes(4, "little")
+    if rng.random() < 0.5:
+        buf[i + 16 : i + 20] = (rate * 2 % (1 << 32)).to_bytes(4, "little")
+    return bytes(buf)
+
+
+def _flac_rate(data: bytes, rng: random.Random) -> bytes:
+    """A FLAC file with another sample rate in STREAMINFO (20 bits at byte 18)."""
+    if len(data) < 22 or data[:4] != b"fLaC":
+        return data
+    buf, rate = bytearray(data), rng.choice(ODD_RATES) & 0xFFFFF
+    word = int.from_bytes(buf[18:21], "big")
+    word = (rate << 4) | (word & 0xF)
+    buf[18:21] = (word & 0xFFFFFF).to_bytes(3, "big")
+    return bytes(buf)
+
+
+def audio_targets(root: Path) -> list[Target]:
+    """soundfile's RIFF WAV and FLAC through recog.data.audio (header checks, limits, the
+    samples), then the audio front end from each file's own rate."""
+    import numpy as np
+    import soundfile as sf
+
+    from recog.data.audio import audio_info, read_audio
+
+    folder = root / "audio"
+    folder.mkdir()
+    task = TimitTask(61, AudioFeatureOptions())
+    targets = []
+    for fmt, special in (("WAV", _riff_rate), ("FLAC", _flac_rate)):
+        seeds = []
+        for k, (rate, channels, subtype) in enumerate(((16000, 1, "PCM_16"),
+                                                       (22050, 2, "PCM_16"),
+                                                       (8000, 1, "PCM_24"))):
+            path = folder / f"seed{k}.{fmt.lower()}"
+            t = np.arange(rate // 4) / rate
+            samples = np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * channels, axis=1)
+            sf.write(path, samples, rate, format=fmt, subtype=subtype)
+            seeds.append(path.read_bytes())
+        path = folder / f"target.{fmt.lower()}"
+        path.write_bytes(seeds[0])
+
+        def run(path: Path = path) -> object:
+            audio_info(path)
+            read_audio(path)
+            return _checked_features(Utterance("u", "s", str(path), ("a",)), task.extract,
+                                     None)
+
+        targets.append(Target(f"audio {fmt}", path, seeds, run, 64, special))
+    return targets
+
+
+def integrity_targets(root: Path) -> list[Target]:
+    """A checkpoint (best.pt) and a feature cache's frame file and index. A damaged
+    checkpoint or frame file that opens must hold exactly the original contents."""
+    import numpy as np
+    import torch
+
+    from recog.features.cache import FeatureCache, build_cache
+    from recog.models import CTCModel, ModelOptions, load_checkpoint, save_checkpoint
+    from recog.tokens import Vocabulary
+
+    folder = root / "integrity"
+    vocab = Vocabulary.from_symbols(["a", "b"])
+    torch.manual_seed(0)
+    model = CTCModel(3, len(vocab), ModelOptions(hidden=4, layers=1))
+    ckpt = folder / "best.pt"
+    save_checkpoint(ckpt, model, vocab, {"features": {}}, epoch=1, history=[{"x": 1.5}])
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def run_checkpoint() -> object:
+        loaded, _, payload = load_checkpoint(ckpt)
+        same = all(torch.equal(loaded.state_dict()[k], v) for k, v in weights.items())
+        if not same or payload["epoch"] != 1 or payload["history"] != [{"x": 1.5}]:
+            raise AssertionError("a damaged checkpoint loaded without an error")
+        return loaded
+
+    rng = np.random.default_rng(0)
+    frames = {f"u{i}": rng.standard_normal((n, 3)).astype(np.float32)
+              for i, n in enumerate((5, 2, 7))}
+    utts = [Utterance(k, "s", f"/x/{k}.wav", ("a",)) for k in frames]
+    cache = build_cache(utts, lambda u: torch.from_numpy(frames[u.id]), {"k": 1}, folder,
+                        "train", progress=False)
+    index, data = cache.index_path, cache.index_path.with_suffix(".f32")
+    whole = np.concatenate(list(frames.values()))
+
+    def run_frames() -> object:
+        opened = FeatureCache(index)
+        got = np.concatenate([opened[i] for i in range(len(opened))])
+        if not np.array_equal(got, whole):
+            raise AssertionError("a damaged frame file opened without an error")
+        return opened
+
+    def run_index() -> object:
+        opened = FeatureCache(index)
+        return [opened[i] for i in range(len(opened))]
+
+    return [
+        Target("checkpoint best.pt", ckpt, [ckpt.read_bytes()], run_checkpoint, 128),
+        Target("feature cache frames", data, [data.read_bytes()], run_frames),
+        Target("feature cache index", index, [index.read_bytes()], run_index),
+    ]
+
+
 class Hang(Exception):
     """An input took longer than the per-input timeout."""
 
@@ -215,8 +333,9 @@ def fuzz(target: Target, seconds: float, rng: random.Random, timeout: float,
     original = target.path.read_bytes()
     try:
         while time.monotonic() < end:
-            data = mutate(rng.choice(target.seeds), rng, rng.choice(target.seeds),
-                          target.header)
+            seed = rng.choice(target.seeds)
+            data = (target.special(seed, rng) if target.special and rng.random() < 0.3
+                    else mutate(seed, rng, rng.choice(target.seeds), target.header))
             target.path.write_bytes(data)
             target.tried += 1
             signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -266,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="recog-fuzz-") as tmp:
         root = Path(tmp)
         targets = (timit_targets(root) + iamondb_targets(root) + jsonl_targets(root)
-                   + manifest_targets(root))
+                   + manifest_targets(root) + audio_targets(root) + integrity_targets(root))
         for t in targets:  # the seeds themselves must be clean
             t.run()
         for t in targets:
