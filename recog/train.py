@@ -304,7 +304,9 @@ class _WeightNoise:
 
 
 class _StopSignals:
-    """Turns SIGINT/SIGTERM into a flag checked after each step (a second SIGINT aborts)."""
+    """Turns SIGINT/SIGTERM into a flag checked after each step (a second SIGINT aborts).
+    The handler only sets the flag: it runs wherever the interpreter happens to be, inside
+    the step's native calls included, so it does no I/O (the loop logs the stop)."""
 
     def __init__(self) -> None:
         self.signum = 0
@@ -314,8 +316,6 @@ class _StopSignals:
         if self.signum and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
-        log.warning("%s: finishing this step, then writing last.pt",
-                    signal.Signals(signum).name)
 
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -535,6 +535,8 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                     save_last(epoch - 1, {"epoch": epoch, "step": s + 1,
                                           "stats": asdict(summed)})
                     if signalled:  # perhaps on another process: torchrun passes SIGTERM
+                        log.warning("%s: step finished, last.pt written", signal.Signals(
+                            stop.signum or signal.SIGTERM).name)
                         raise Interrupted(stop.signum or signal.SIGTERM, last, epoch, s + 1)
             loader.close()
             train_time = time.monotonic() - t0
