@@ -108,6 +108,8 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise DataError(path, "not a readable checkpoint: the file is empty")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -156,6 +158,8 @@ def _unpickler_reason(e: BaseException) -> str:
 
 
 def _first_line(e: BaseException) -> str:
+    """The exception's type and first sentence (torch's zip reader appends advice)."""
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"
+    first = text[0].split(". ")[0].rstrip(".") if text else "(no message)"
+    return f"{type(e).__name__}: {first}"
 
