@@ -461,9 +461,10 @@ def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
         assert argv == ["x"]  # --debug taken off
         raise KeyError("boom")
 
-    monkeypatch.delenv("RECOG_DEBUG", raising=False)
+    monkeypatch.setenv("RECOG_DEBUG", "0")  # recorded, so --debug's setting is undone
     with pytest.raises(KeyError):
         guarded(verb)(["x", "--debug"])
+    monkeypatch.setenv("RECOG_DEBUG", "0")
     monkeypatch.setenv("RECOG_DEBUG", "1")
     with pytest.raises(KeyError):
         guarded(verb)(["x"])
