@@ -155,6 +155,19 @@ def test_a_rewritten_value_in_a_checkpoint_is_detected(tmp_path: Path) -> None:
         read_payload(path)
 
 
+def test_a_damaged_version_key_does_not_skip_the_hash_check(tmp_path: Path) -> None:
+    """Found by scripts/fuzz_readers.py: one changed byte renamed "format_version" (to
+    "gormat_version"), and the file passed for an unhashed layout-1 checkpoint. The byte is
+    changed where the key's name lies in the pickle (found with a plain byte search)."""
+    path = _checkpoint(tmp_path / "best.pt", epoch=1)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"format_version")
+    data[at] = ord("g")
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="does not match its SHA-256"):
+        read_payload(path)
+
+
 def test_content_hash_covers_every_value() -> None:
     """Each kind of change moves the hash; equal contents give equal hashes."""
     base = {"w": torch.zeros(3), "n": 1, "f": 0.5, "s": "a", "l": [1, 2], "d": {1: None}}

@@ -130,7 +130,10 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     if version not in _READABLE:
         raise DataError(path, f"checkpoint format version {version}; this version of recog "
                         f"reads versions {', '.join(map(str, _READABLE))}")
-    if version >= 2 and payload.get("sha256") != _hash_or_none(payload):
+    # a hash is checked whenever one is there: a damaged "format_version" key must not make
+    # a layout-2 file pass for an unhashed layout-1 one
+    hashed = version >= 2 or "sha256" in payload
+    if hashed and payload.get("sha256") != _hash_or_none(payload):
         raise DataError(path, "checkpoint content does not match its SHA-256 (the file was "
                         "damaged or edited after it was written); use another copy")
     return payload
