@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recog.data.utterance import Utterance
 from recog.features.cache import FeatureCache
 
 
@@ -42,6 +43,22 @@ class GroupNormalization:
     def apply(self, i: int, x: np.ndarray) -> np.ndarray:
         g = self.group[i]
         return (x - self.mean[g]) / self.std[g]
+
+
+NORMALIZATIONS = ("global", "utterance", "speaker")
+
+
+def normalization(mode: str, cache: FeatureCache, utts: Sequence[Utterance]
+                  ) -> GroupNormalization | None:
+    """Input CMVN of ``model.normalize``: None for ``global`` (the model applies the
+    training set's statistics), else statistics per utterance or per speaker of the split
+    (as Kaldi's per-speaker CMVN: a test speaker's own unlabelled frames)."""
+    if mode not in NORMALIZATIONS:
+        raise ValueError(f"unknown model.normalize {mode!r}; known: {', '.join(NORMALIZATIONS)}")
+    if mode == "global":
+        return None
+    keys = [u.id if mode == "utterance" else u.speaker for u in utts]
+    return GroupNormalization.of([cache[i] for i in range(len(cache))], keys)
 
 
 @dataclass

@@ -1,29 +1,30 @@
-"""Structured configs: the schema Hydra validates conf/ against (only the CLI uses Hydra).
-
-Each group reuses the library's own options dataclass, so a YAML key that the library does
-not know, or a value of the wrong type, is an error naming the key.
-"""
+"""The typed configuration of a run: plain dataclasses, one per group, each reusing the
+library's own options dataclass. ``recog.cli`` hands them to Hydra as its schema (so a YAML
+key the library does not know, or a value of the wrong type, is an error naming the key);
+the library itself knows no config framework."""
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
 
 from recog.augment import AugmentOptions
 from recog.data.limits import MAX_POINTS, MAX_SECONDS
 from recog.data.synth.iamondb import InkSynthOptions
 from recog.data.synth.shifted import ShiftedSynthOptions
 from recog.data.synth.timit import SynthOptions
-from recog.data.utterance import DataError
+from recog.data.utterance import ConfigError
 from recog.decode.decoder import DecodeOptions
 from recog.features.audio import AudioFeatureOptions
 from recog.features.pen import PenFeatureOptions
 from recog.finetune import FinetuneOptions
 from recog.models.ctc import ModelOptions
 from recog.train import OptimOptions, TrainerOptions
+
+MISSING = "???"  # a value that must be given (what Hydra and OmegaConf read as missing)
 
 
 @dataclass
@@ -111,53 +112,46 @@ class Config:
         return self.decode.splits or [self.corpus.dev_split, *self.corpus.test_splits]
 
 
-def register() -> None:
-    """Make the schema available to conf/config.yaml's defaults list as ``schema``."""
-    ConfigStore.instance().store(name="schema", node=Config)
+T = typing.TypeVar("T")
 
 
-class ConfigError(DataError):
-    """A configuration that cannot run: names the key (where a file error names the file)."""
+def from_dict(cls: type[T], data: Mapping, prefix: str = "") -> T:
+    """``cls`` (an options dataclass) built from its dict form (``dataclasses.asdict``, YAML,
+    a checkpoint's record): groups by their types, absent keys at their defaults. A key
+    ``cls`` does not have, or a value of the wrong type, is a ConfigError naming it."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix.rstrip(".") or cls.__name__,
+                          f"expected a mapping, not {data!r:.60}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}", f"not an option of {cls.__name__}")
+        kwargs[key] = _typed_value(hints[key], value, f"{prefix}{key}")
+    return cls(**kwargs)
 
 
-def unknown_keys(cfg: DictConfig) -> list[str]:
-    """The dotted keys of ``cfg`` that the schema does not have. Hydra refuses a misspelt
-    ``key=value`` itself, but ``+key=value`` (and a YAML overlay outside the schema's
-    groups) adds the key, which the typed config then silently drops."""
-    schema = OmegaConf.structured(Config)
-
-    def walk(node: DictConfig, ref: DictConfig, prefix: str) -> list[str]:
-        out = []
-        known_keys = set(ref.keys())  # `in` would say no for a MISSING value
-        for key in node.keys():
-            full = f"{prefix}{key}"
-            if key not in known_keys:
-                out.append(full)
-            else:
-                child, known = node._get_node(key), ref._get_node(key)
-                if (isinstance(child, DictConfig) and isinstance(known, DictConfig)
-                        and OmegaConf.get_type(known) is not dict):
-                    out += walk(child, known, f"{full}.")
-        return out
-
-    return walk(cfg, schema, "")
-
-
-def check_keys(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first key the schema does not know, with the nearest
-    known key of its group."""
-    bad = unknown_keys(cfg)
-    if not bad:
-        return
-    key = bad[0]
-    parent, _, leaf = key.rpartition(".")
-    group = OmegaConf.select(OmegaConf.structured(Config), parent) if parent else None
-    known = list(group.keys() if group is not None else Config.__dataclass_fields__)
-    near = difflib.get_close_matches(leaf, known, n=1)
-    hint = (f"did you mean {parent + '.' if parent else ''}{near[0]}?" if near else
-            f"{parent or 'the top level'} has: {', '.join(known)}")
-    if key == "experiment":
-        hint = ("no experiment group was found (+experiment=NAME looks in the recipes; "
-                "recog-<verb> --help lists them)")
-    more = f" (and {len(bad) - 1} more: {', '.join(bad[1:])})" if len(bad) > 1 else ""
-    raise ConfigError(key, f"not a key of the configuration{more}; {hint}")
+def _typed_value(tp: object, value: object, key: str) -> object:
+    """``value`` as type ``tp`` (dataclass, optional, list, tuple, bool, int, float, str)."""
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, f"{key}.")  # type: ignore[arg-type]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        (tp,) = [a for a in args if a is not type(None)]
+        return _typed_value(tp, value, key)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(key, f"expected a list, not {value!r:.60}")
+        kinds = args[:1] * len(value) if origin is list or args[-1:] == (...,) else args
+        if len(kinds) != len(value):
+            raise ConfigError(key, f"expected {len(kinds)} values, not {len(value)}")
+        return origin(_typed_value(k, v, f"{key}[{i}]")
+                      for i, (k, v) in enumerate(zip(kinds, value, strict=True)))
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (bool, int, str) and type(value) is tp:
+        return value
+    raise ConfigError(key, f"expected {getattr(tp, '__name__', tp)}, not {value!r:.60}")

@@ -56,7 +56,7 @@ def current_world() -> World:
 def available_device(device: str, key: str) -> torch.device:
     """``device`` as a torch device, or a ConfigError naming ``key`` when this machine has
     no such device (``trainer=gpu`` without a GPU), instead of the driver's traceback."""
-    from recog.config import ConfigError
+    from recog.data.utterance import ConfigError
 
     try:
         d = torch.device(device)

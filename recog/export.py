@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from recog.atomic import atomic_path
-from recog.data.utterance import DataError, atomic_write_text
+from recog.atomic import atomic_path, atomic_write_text
+from recog.data.utterance import DataError
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel
 

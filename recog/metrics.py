@@ -18,7 +18,8 @@ from pathlib import Path
 import editdistance
 import numpy as np
 
-from recog.data.utterance import DataError, atomic_write_text
+from recog.atomic import atomic_write_text
+from recog.data.utterance import DataError
 
 SUB_COST, INS_COST, DEL_COST = 4, 3, 3  # sclite's default weights
 Op = tuple[str, str | None, str | None]  # ("C" | "S" | "D" | "I", ref token, hyp token)

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
+from recog.atomic import atomic_write_text
 from recog.batching import GroupNormalization, bucket_batches
-from recog.config import Config
+from recog.config import Config, ConfigError, from_dict
 from recog.data.manifest import INK_SUFFIXES
-from recog.data.utterance import DataError, Utterance, atomic_write_text
+from recog.data.utterance import DataError, Utterance
 from recog.decode.beam import Hypothesis
 from recog.decode.decoder import DecodeOptions
 from recog.decode.decoder import make_decoder as make_search
@@ -104,11 +103,10 @@ def checkpoint_config(payload: dict, path: str | Path) -> Config:
     if not saved or "corpus" not in saved:
         raise DataError(path, "checkpoint holds no training config (corpus, features)")
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), saved)
-        cfg.corpus.token_list = None
-        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
-    except OmegaConfBaseException as e:
+        cfg = from_dict(Config, saved)
+    except ConfigError as e:
         raise DataError(path, f"checkpoint config does not fit this version: {e}") from None
+    return replace(cfg, corpus=replace(cfg.corpus, token_list=None))
 
 
 def read_list(path: str | Path, scp: bool) -> list[tuple[str, Path]]:

@@ -12,8 +12,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from recog import cli, commandline, pipeline
-from recog.config import ConfigError, check_keys, register
+from recog import cli, pipeline
+from recog.cli import commandline
+from recog.cli.schema import check_keys, register
+from recog.data.utterance import ConfigError
 from recog.metrics import read_text
 
 ROOT = Path(__file__).resolve().parent.parent

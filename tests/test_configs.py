@@ -7,7 +7,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from recog.config import Config, register
+from recog.cli.schema import register
+from recog.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"

@@ -13,7 +13,6 @@ from recog.data.utterance import DataError
 from recog.finetune import (
     FinetuneOptions,
     add_warmup,
-    apply_checkpoint_setup,
     build_optimizer,
     freeze_layers,
     transfer_output,
@@ -21,6 +20,7 @@ from recog.finetune import (
 from recog.models import CELLS, CTCModel, ModelOptions, save_checkpoint
 from recog.models.checkpoint import load_checkpoint
 from recog.models.convlstm import ConvLSTMOptions
+from recog.stages.finetune import apply_checkpoint_setup
 from recog.tokens import Vocabulary, timit_vocabulary
 from recog.train import OptimOptions
 from tests.byo_corpus import make_byo

@@ -11,14 +11,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from recog import pipeline
+import recog.stages.finetune
 from recog.cli import score, transcribe
 from recog.config import Config, CorpusConfig, PrepareConfig
 from recog.data.manifest import Tokenizer, read_kaldi_dir, read_manifest
 from recog.data.timit import read_timit
 from recog.data.utterance import DataError
-from recog.finetune import FinetuneOptions, finetune, token_kind, transfer_rule
+from recog.finetune import FinetuneOptions, token_kind, transfer_rule
 from recog.models.checkpoint import load_checkpoint
+from recog.stages.finetune import finetune
 from recog.tokens import Vocabulary
 from tests.test_finetune import _checkpoint
 from tests.test_transcribe import ink_checkpoint
@@ -145,7 +146,7 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tokens: str, vocab: Vo
         made["model"], _ = init(vocab, types.SimpleNamespace(dim=base.input_dim))
         return {}
 
-    monkeypatch.setattr(pipeline, "train", train)
+    monkeypatch.setattr(recog.stages.finetune, "train", train)
     cfg = Config(corpus=CorpusConfig(name="manifest", root="/y", tokens=tokens),
                  prepare=PrepareConfig(out=str(tmp_path / "prep")))
     result = finetune(cfg, FinetuneOptions(checkpoint=str(ckpt), transfer=transfer))

@@ -21,9 +21,9 @@ from recog.config import Config
 from recog.data.utterance import DataError, Utterance
 from recog.features.cache import FeatureCache, build_cache
 from recog.finetune import FinetuneOptions
-from recog.finetune import finetune as run_finetune
 from recog.models import CTCModel, ModelOptions, load_checkpoint, save_checkpoint
 from recog.models.checkpoint import content_hash, read_payload
+from recog.stages.finetune import finetune as run_finetune
 from tests import train_worker
 from tests.train_worker import DIM, VOCAB, tiny_corpus
 

@@ -1,4 +1,5 @@
-"""The record every corpus reader produces, its JSONL form, and the bad-input error."""
+"""The record every corpus reader produces, its JSONL form, and the bad-input errors
+(a file's and a configuration key's)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 
 from recog.atomic import atomic_write_text
 
-__all__ = ["Corpus", "DataError", "Rejections", "Utterance", "atomic_write_text",
-           "checked_id", "read_json", "read_jsonl", "write_jsonl"]
+__all__ = ["ConfigError", "Corpus", "DataError", "Rejections", "Utterance", "checked_id",
+           "read_json", "read_jsonl", "write_jsonl"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class DataError(ValueError):
 
     def as_dict(self) -> dict:
         return {"path": self.path, "line": self.line, "reason": self.reason}
+
+
+class ConfigError(DataError):
+    """A configuration that cannot run: names the key (where a file error names the file)."""
 
 
 class Rejections:

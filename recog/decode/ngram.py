@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recog.data.utterance import DataError, atomic_write_text
+from recog.atomic import atomic_write_text
+from recog.data.utterance import DataError
 from recog.decode.automaton import TokenAutomaton
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"

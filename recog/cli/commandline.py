@@ -1,16 +1,16 @@
 """What a Hydra verb's command line means before Hydra reads it: ``--help`` (what the verb
 does, its main options, the config groups and every recipe's experiments) and
 ``+experiment=NAME`` (found in the recipes by itself, so that no ``hydra.searchpath`` is
-needed). Plain file-system work: only ``recog.cli`` touches Hydra."""
+needed). Plain file-system work, for ``recog.cli``."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from recog.config import ConfigError
+from recog.data.utterance import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
 CONF = ROOT / "conf"
 _EXPERIMENT = re.compile(r"^\+?experiment=(.*)$")

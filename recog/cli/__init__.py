@@ -1,4 +1,5 @@
-"""Console entry points, one per verb. Only this module touches Hydra."""
+"""Console entry points, one per verb. Only this package (``recog.cli``) touches Hydra: it
+composes the config, checks it against the schema and hands the typed ``Config`` on."""
 
 from __future__ import annotations
 
@@ -14,15 +15,18 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from recog import commandline, pipeline
-from recog.config import Config, check_keys, register
+from recog import pipeline
+from recog.atomic import atomic_write_text
+from recog.cli import commandline
+from recog.cli.schema import check_keys, register
+from recog.config import Config
 from recog.data.limits import set_limits
-from recog.data.utterance import DataError, atomic_write_text
+from recog.data.utterance import DataError
 from recog.distributed import env_world
 from recog.errors import guarded
 from recog.lockfile import exp_lock
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 register()
 
 
@@ -46,7 +50,7 @@ def _logging(log_file: Path | None = None) -> None:
 
 def _verb(fn: Callable[[DictConfig], None]) -> Callable[[], None]:
     """A Hydra entry point whose failures end the run with one plain line (recog.errors);
-    its ``--help`` and ``+experiment=`` are read first (``recog.commandline``), and a key the
+    its ``--help`` and ``+experiment=`` are read first (``recog.cli.commandline``), and a key the
     schema does not know is an error, ``+`` or not."""
 
     @guarded
@@ -226,12 +230,10 @@ def _overridden_keys() -> list[str]:
 def finetune(cfg: DictConfig) -> None:
     """recog-finetune finetune.checkpoint=BEST.pt: fine-tune a trained model on the corpus
     (token-set transfer, frozen layers, per-part learning rates, warm-up) into exp_dir."""
-    from recog.finetune import finetune as run_finetune
-
     c = _typed(cfg)
     exp_dir = Path(c.exp_dir)
     _logging(exp_dir / "train.log")
-    result = run_finetune(c, c.finetune, _overridden_keys())
+    result = pipeline.finetune(c, c.finetune, _overridden_keys())
     atomic_write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(result["config"]))
     print(f"best dev error rate: {result['best_dev_error_rate']:.2f} % "
           f"(checkpoint {exp_dir / 'best.pt'})")

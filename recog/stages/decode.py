@@ -1,0 +1,112 @@
+"""Stage 4 and 5: decode each split with a checkpoint, score it and write the results."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Collection
+from pathlib import Path
+
+import torch
+
+from recog import distributed
+from recog.atomic import atomic_write_text
+from recog.config import Config
+from recog.data.utterance import DataError, Rejections
+from recog.decode.decoder import make_decoder
+from recog.lockfile import exp_lock
+from recog.metrics import score, write_score, write_text, write_trn
+from recog.models.checkpoint import load_checkpoint
+from recog.models.ctc import CTCModel
+from recog.report import pictures, report
+from recog.stages.corpora import get_task
+from recog.stages.features import dataset
+from recog.stages.finetune import apply_checkpoint_setup
+from recog.threads import set_threads
+from recog.tokens import Vocabulary
+from recog.train import run_model
+
+log = logging.getLogger("recog")
+
+
+def load_model(cfg: Config, overridden: Collection[str] = ()
+                ) -> tuple[Config, CTCModel, Vocabulary, dict, Path, torch.device]:
+    """The checkpoint's model, and ``cfg`` with the checkpoint's front end and network
+    options: features computed otherwise would not be what the model was trained on. A
+    feature key the user set (``overridden``) to another value is an error naming it."""
+    exp_dir = Path(cfg.exp_dir)
+    ckpt = Path(cfg.decode.checkpoint)
+    ckpt = ckpt if ckpt.is_file() else exp_dir / cfg.decode.checkpoint
+    device = distributed.available_device(cfg.trainer.device, "trainer.device")
+    model, vocab, payload = load_checkpoint(ckpt, device)
+    if (payload.get("config") or {}).get("features"):  # else: an older, bare checkpoint
+        cfg = apply_checkpoint_setup(cfg, payload, ckpt, overridden)
+    else:
+        log.warning("%s holds no front-end options: features as configured", ckpt)
+    set_threads(cfg.trainer.num_threads)
+    return cfg, model.to(device), vocab, payload, ckpt, device
+
+
+def decode(cfg: Config, overridden: Collection[str] = ()) -> dict:
+    """Decode each split with the experiment's checkpoint and ``decode.method``; write
+    ref/hyp (Kaldi text and sclite trn, as scored), scores.json and report.md into
+    ``exp_dir/<decode.results>``. Features are computed with the checkpoint's front end
+    (``overridden``: the dotted keys the user set; one that contradicts it is an error)."""
+    with exp_lock(cfg.exp_dir, "recog-decode"):
+        return _decode(cfg, overridden)
+
+
+def _decode(cfg: Config, overridden: Collection[str] = ()) -> dict:
+    exp_dir = Path(cfg.exp_dir)
+    cfg, model, vocab, payload, ckpt, device = load_model(cfg, overridden)
+    decoder = make_decoder(cfg.decode, vocab.tokens)
+    results_dir = exp_dir / cfg.decode.results
+    task = get_task(cfg)
+    rejections = Rejections(cfg.data.skip_bad)
+    results: dict = {"checkpoint": str(ckpt), "epoch": payload.get("epoch"),
+                     "metrics": list(task.metrics), "results_dir": str(results_dir),
+                     "splits": {}}
+    for split in cfg.decode_splits:
+        ds, utts = dataset(cfg, split, vocab, rejections=rejections,
+                           max_frames=cfg.decode.batch_frames,
+                           normalize=model.options.normalize)
+        hyps: dict[str, list[str]] = {}
+        for batch, log_probs, out_lens in run_model(model, ds, cfg.decode.batch_frames, device):
+            inside = torch.arange(log_probs.shape[1], device=device)[None] < out_lens[:, None]
+            finite = (torch.isfinite(log_probs).all(dim=2) | ~inside).all(dim=1)
+            for k in (~finite).nonzero().flatten().tolist():
+                i = batch.indices[k]
+                rejections.add(DataError(utts[i].source, f"utterance {utts[i].id}: the "
+                                         "model's output is not finite (NaN or inf)"))
+            keep = finite.nonzero().flatten()
+            if len(keep):
+                decoded = decoder(log_probs[keep], out_lens[keep])
+                for k, ids in zip(keep.tolist(), decoded, strict=True):
+                    hyps[ds.ids[batch.indices[k]]] = vocab.decode(ids)
+        refs = {u.id: list(u.tokens) for u in utts if u.id in hyps}
+        utt2spk = {u.id: u.speaker for u in utts if u.id in hyps}
+        out = results_dir / split
+        scored, first_score = {}, None
+        for name, normalize in task.metrics.items():
+            s = score(refs, hyps, normalize, utt2spk)
+            first_score = first_score or s
+            write_score(s, out / name, f"{cfg.recipe} / {cfg.name}: {split} {name}")
+            scored[name] = {k: v for k, v in s.as_dict().items() if k != "per_speaker"}
+            scored[name]["speakers"] = len(s.per_speaker)
+        first = next(iter(task.metrics.values()))
+        as_text = {"ref": {k: task.to_text(first(v)) for k, v in refs.items()},
+                   "hyp": {k: task.to_text(first(v)) for k, v in hyps.items()}}
+        for side, entries in as_text.items():
+            write_text(out / f"{side}.txt", {k: v.split(" ") if v else [] for k, v in
+                                             entries.items()})
+            write_trn(out / f"{side}.trn", {k: [v] for k, v in entries.items()})
+        write_text(out / "hyp.tokens.txt", hyps)
+        results["splits"][split] = scored
+        if split == cfg.decode_splits[-1]:  # the last test split gets the pictures
+            results["pictures"] = pictures(cfg, model, vocab, task, ds, utts, hyps,
+                                           first_score, results_dir, device)
+    skipped = [e.as_dict() for e in rejections.items]
+    results["skipped"] = skipped
+    atomic_write_text(results_dir / "scores.json", json.dumps(results, indent=1))
+    atomic_write_text(results_dir / "report.md", report(cfg, results, exp_dir))
+    return results
