@@ -167,6 +167,209 @@ class _Pairs:
             else a
 
 
+_STATE = ("pb", "pnb", "lm_sum", "nlab", "last", "hsh", "phsh", "lm_st", "lx_st", "w_st",
+          "w_sum")
+
+
+@dataclass
+class _Beam:
+    """The beam, (B, K) per tensor: each prefix's blank- and non-blank-ending log-probs, LM
+    sum, label count (kept up only for the bonus), last token (0: none yet), the 64-bit hash
+    of the prefix and of the prefix less its last token (dead hypotheses carry -2 and -1,
+    which no live prefix's hash equals, but by chance), lexicon and word-LM states and
+    word-LM sum. At first only hypothesis 0, the empty prefix, is alive."""
+
+    pb: torch.Tensor
+    pnb: torch.Tensor
+    lm_sum: torch.Tensor
+    nlab: torch.Tensor
+    last: torch.Tensor
+    hsh: torch.Tensor
+    phsh: torch.Tensor
+    lm_st: torch.Tensor
+    lx_st: torch.Tensor
+    w_st: torch.Tensor
+    w_sum: torch.Tensor
+
+    @classmethod
+    def start(cls, bsz: int, k: int, dev: torch.device, starts: tuple[int, int, int]
+              ) -> _Beam:
+        """The empty prefix alone; ``starts``: the LM's, lexicon's and word LM's start."""
+        def full(value: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.full((bsz, k), value, dtype=dtype, device=dev)
+
+        long = torch.long
+        beam = cls(full(NEG_INF), full(NEG_INF), full(0.0), full(0, long), full(0, long),
+                   full(-2, long), full(-1, long), *(full(s, long) for s in starts),
+                   full(0.0))
+        beam.pb[:, 0] = 0.0
+        beam.hsh[:, 0] = 0
+        return beam
+
+    def rows(self, s: slice) -> _Beam:
+        return _Beam(*(getattr(self, f)[s] for f in _STATE))
+
+    def final(self, total: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What the end of the search needs of rows that leave: their summed log-prob and
+        LM, lexicon and word-LM states and sums, and label counts."""
+        return total, self.lm_sum, self.lm_st, self.lx_st, self.w_st, self.w_sum, self.nlab
+
+
+class _Search:
+    """One batch's search: its weights, frames and candidate layout; ``step`` advances the
+    beam by one kept frame and returns its back-pointers."""
+
+    def __init__(self, lp: torch.Tensor, lengths: torch.Tensor, options: BeamOptions,
+                 lm: TokenAutomaton | None, lexicon: TokenAutomaton | None,
+                 words: WordLM | None):
+        self.options, self.lm, self.lexicon, self.words = options, lm, lexicon, words
+        bsz, _, vsz = lp.shape
+        self.k = k = options.beam
+        self.alpha, self.beta = options.lm_weight, options.insertion_bonus
+        self.gamma = options.word_lm_weight
+        exact_cut = lm is None and lexicon is None and not self.beta
+        m = vsz - 1  # tokens tried per frame: the m likeliest
+        if options.beam_token:
+            m = min(m, options.beam_token)
+        elif exact_cut:
+            m = min(m, k + 1)
+        self.m = m
+        self.fr = _frames(lp, lengths, options.blank_skip, m)
+        self.width = self.fr.x.shape[1]
+        self.pairs = _Pairs(k, m, bsz, exact_cut, lp.device)
+        self.n_pairs = self.pairs.n
+        self.n_at = (self.fr.kept[None, :] > torch.arange(self.width, device=lp.device)[
+            :, None]).sum(1).tolist()
+        self.collapse_at = self.fr.skip_any.any(0).tolist()
+
+    def step(self, b: _Beam, total: torch.Tensor, frame: tuple[torch.Tensor, ...],
+             inf_col: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Extend every prefix by the frame's candidates, merge equal prefixes, keep the K
+        best (``b`` updated in place); returns each kept hypothesis's source and token."""
+        x, cx, ctok, pos = frame
+        pairs, lm, lexicon, words = self.pairs, self.lm, self.lexicon, self.words
+        by_hyp, by_tok, spread = pairs.by_hyp, pairs.by_tok, pairs.spread
+        x_last = x.gather(1, b.last)  # last = 0 (the blank) only where pnb is -inf
+        rank = pos.gather(1, b.last)  # where each prefix's last token is tried
+        # merge: hypothesis j = hypothesis i + token last[j] -> i's extension joins j
+        has_parent, parent = (b.phsh[:, None, :] == b.hsh[:, :, None]).max(1)  # (B, j)
+        p_pb, p_total, p_last = (a.gather(1, parent) for a in (b.pb, total, b.last))
+        join = torch.where(p_last == b.last, p_pb, p_total) + x_last
+        stay_pnb = torch.logaddexp(b.pnb + x_last, torch.where(has_parent, join, NEG_INF))
+        stay_pb = total + x[:, :1]
+        # acoustic log-prob of every candidate's non-blank-ending part; after its own
+        # last token only the blank-ending part of a prefix may extend
+        ac = torch.cat([spread(by_hyp(total) + by_tok(cx)), stay_pnb, inf_col], 1)
+        ac.scatter_(1, pairs.at.gather(1, pairs.own + rank), b.pb + x_last)
+        score = ac[:, :self.n_pairs]
+        ext_lm = ext_w = word = w_next = lx_next = None
+        if self.beta:
+            score = score + spread(by_hyp(self.beta * (b.nlab + 1)))
+        if lm is not None:
+            ext_lm = spread(by_hyp(b.lm_sum) + lm.logp[by_hyp(b.lm_st), by_tok(ctok)])
+            score = score + self.alpha * ext_lm
+        if lexicon is not None:
+            lx_next = lexicon.next[by_hyp(b.lx_st), by_tok(ctok)]
+            score = score.masked_fill(spread(lx_next < 0), NEG_INF)
+        if words is not None:  # a token that takes a word's end back to the root ends it
+            word = words.column[b.lx_st]  # (B, K): the word ending at each state, 0: none
+            w_logp, w_next = words.lm.score(b.w_st, word)  # only used where word > 0
+            ends = (lx_next == 0) & by_hyp(word > 0)
+            ext_w = spread(by_hyp(b.w_sum) + torch.where(ends, by_hyp(w_logp), 0.0))
+            score = score + self.gamma * ext_w
+        stay = torch.logaddexp(stay_pb, stay_pnb)
+        if lm is not None:
+            stay = stay + self.alpha * b.lm_sum
+        if self.beta:
+            stay = stay + self.beta * b.nlab
+        if words is not None:
+            stay = stay + self.gamma * b.w_sum
+        # i's extension by last[j] is j itself: it joined j's stay above
+        dead = torch.where(has_parent, pairs.at.gather(1, parent * (self.m + 1) + rank),
+                           self.n_pairs + self.k)
+        flat = torch.cat([score, stay, inf_col], 1).scatter_(
+            1, dead, inf_col.expand(-1, self.k))[:, :-1]
+        return self._keep(b, flat, ac, stay_pb, ctok, (ext_lm, ext_w, word, w_next))
+
+    def _keep(self, b: _Beam, flat: torch.Tensor, ac: torch.Tensor, stay_pb: torch.Tensor,
+              ctok: torch.Tensor, fused: tuple[torch.Tensor | None, ...]
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prune the candidates' fused scores ``flat`` to the K best and update ``b``."""
+        ext_lm, ext_w, word, w_next = fused
+        options, lm, lexicon, words, pairs = (self.options, self.lm, self.lexicon,
+                                              self.words, self.pairs)
+        if options.score_threshold > 0:
+            best = flat.max(1, keepdim=True).values
+            flat = flat.masked_fill(flat < best - options.score_threshold, NEG_INF)
+        top, idx = flat.topk(self.k, dim=1)  # (B, K)
+        pruned = top == NEG_INF  # picked only to fill the beam: dead
+        src = pairs.hyp.gather(1, idx)
+        tok = ctok.gather(1, pairs.rank.gather(1, idx))  # 0 for a stay
+        is_ext = tok > 0
+        old_hsh = b.hsh.gather(1, src)
+        b.pnb = ac.gather(1, idx).masked_fill(pruned, NEG_INF)
+        b.pb = torch.where(is_ext, NEG_INF, stay_pb.gather(1, src))  # -inf on a pruned stay
+        if options.score_threshold > 0:  # which may prune a stay that has probability
+            b.pb = b.pb.masked_fill(pruned, NEG_INF)
+        b.last = torch.where(is_ext, tok, b.last.gather(1, src))
+        b.hsh = torch.where(is_ext, old_hsh * _HASH_MUL + tok, old_hsh).masked_fill(pruned, -2)
+        b.phsh = torch.where(is_ext, old_hsh, b.phsh.gather(1, src)).masked_fill(pruned, -1)
+        if self.beta:
+            b.nlab = b.nlab.gather(1, src) + is_ext.long()
+        at = idx.clamp_max(self.n_pairs - 1)
+        if lm is not None:
+            b.lm_sum = torch.where(is_ext, ext_lm.gather(1, at), b.lm_sum.gather(1, src))
+            b.lm_st = torch.where(is_ext, lm.next[b.lm_st.gather(1, src), tok],
+                                  b.lm_st.gather(1, src))
+        if words is not None:
+            b.w_sum = torch.where(is_ext, ext_w.gather(1, at), b.w_sum.gather(1, src))
+            word, b.w_st, w_next = (a.gather(1, src) for a in (word, b.w_st, w_next))
+        if lexicon is not None:  # -1 only on dead hypotheses
+            old_lx = b.lx_st.gather(1, src)
+            b.lx_st = torch.where(is_ext, lexicon.next[old_lx, tok], old_lx).clamp_min(0)
+            if words is not None:
+                b.w_st = torch.where(is_ext & (b.lx_st == 0) & (word > 0), w_next, b.w_st)
+        return src, tok
+
+    def finish(self, done: list[tuple[torch.Tensor, ...]], back_k: list[torch.Tensor],
+               back_tok: list[torch.Tensor]) -> list[list[Hypothesis]]:
+        """The end-of-sentence scores of every row's final beam, then the n best
+        labellings traced back through the pointers, in the batch's row order."""
+        lm, lexicon, words = self.lm, self.lexicon, self.words
+        acoustic, lm_sum, lm_st, lx_st, w_st, w_sum, nlab = (torch.cat(a) for a in
+                                                              zip(*done[::-1], strict=True))
+        lm_total = lm_sum + lm.final[lm_st] if lm is not None else lm_sum
+        final = acoustic + self.alpha * lm_total + self.beta * nlab
+        if words is not None:  # the last word, if the line ends in one, then </s>
+            word = words.column[lx_st]
+            w_logp, after = words.lm.score(w_st, word)
+            final = final + self.gamma * (w_sum + torch.where(
+                word > 0, w_logp + words.lm.final(after), words.lm.final(w_st)))
+        if lexicon is not None:
+            in_word = lexicon.final[lx_st] > NEG_INF
+            final = torch.where(in_word | ~in_word.any(1, keepdim=True), final, NEG_INF)
+        n, bsz = min(self.options.nbest, self.k), len(final)
+        order = final.topk(n, dim=1).indices  # (B, N)
+        seq = torch.zeros(self.width, bsz, n, dtype=torch.long, device=final.device)
+        sel = order
+        for t in range(self.width - 1, -1, -1):  # back through the pointers; row r: kept[r]
+            head = sel[:self.n_at[t]]
+            seq[t, :self.n_at[t]] = back_tok[t].gather(1, head)
+            sel = torch.cat([back_k[t].gather(1, head), sel[self.n_at[t]:]])
+        seq = seq.permute(1, 2, 0).cpu().numpy()
+        fused, ac, lmv = (a.gather(1, order).cpu().tolist() for a in (final, acoustic,
+                                                                       lm_total))
+        out: list[list[Hypothesis]] = [[] for _ in range(bsz)]
+        for i, row_of in enumerate(self.fr.rows.tolist()):
+            for j in range(n):
+                if fused[i][j] == NEG_INF:
+                    break
+                row = seq[i, j]
+                out[row_of].append(Hypothesis(row[np.flatnonzero(row)].tolist(), fused[i][j],
+                                              ac[i][j], lmv[i][j]))
+        return out
+
+
 def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
                        options: BeamOptions | None = None,
                        lm: TokenAutomaton | None = None,
@@ -192,44 +395,13 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
         raise ValueError("a word LM is scored through a lexicon: give one")
     if bsz == 0:
         return []
-    lp = log_probs.detach().float()
-    lengths = lengths.to(dev).long()
-    k = options.beam
-    alpha, beta, gamma = options.lm_weight, options.insertion_bonus, options.word_lm_weight
-    exact_cut = lm is None and lexicon is None and not beta
-    # tokens tried per frame: the m likeliest
-    m = vsz - 1
-    if options.beam_token:
-        m = min(m, options.beam_token)
-    elif exact_cut:
-        m = min(m, k + 1)
-    fr = _frames(lp, lengths, options.blank_skip, m)
-    kept, skip_mass, skip_any, width = fr.kept, fr.skip_mass, fr.skip_any, fr.x.shape[1]
-    pairs = _Pairs(k, m, bsz, exact_cut, dev)
-    n_pairs = pairs.n
-    by_hyp, by_tok, spread = pairs.by_hyp, pairs.by_tok, pairs.spread
-    n_at = (kept[None, :] > torch.arange(width, device=dev)[:, None]).sum(1).tolist()
-    collapse_at = skip_any.any(0).tolist()
-
-    # state of the beam, (B, K); only hypothesis 0, the empty prefix, is alive at first.
-    # hsh is a 64-bit hash of the prefix, phsh that of the prefix less its last token;
-    # dead hypotheses carry -2 and -1, which no live prefix's hash equals (but by chance)
-    pb = torch.full((bsz, k), NEG_INF, device=dev)
-    pb[:, 0] = 0.0
-    pnb = torch.full((bsz, k), NEG_INF, device=dev)
-    lm_sum = torch.zeros(bsz, k, device=dev)
-    nlab = torch.zeros(bsz, k, dtype=torch.long, device=dev)  # kept up only for beta
-    last = torch.zeros(bsz, k, dtype=torch.long, device=dev)  # 0: no label yet
-    hsh = torch.full((bsz, k), -2, dtype=torch.long, device=dev)
-    hsh[:, 0] = 0
-    phsh = torch.full((bsz, k), -1, dtype=torch.long, device=dev)
-    lm_st = torch.full((bsz, k), lm.start if lm else 0, dtype=torch.long, device=dev)
-    lx_st = torch.full((bsz, k), lexicon.start if lexicon else 0, dtype=torch.long,
-                       device=dev)
-    w_st = torch.full((bsz, k), words.lm.start if words else 0, dtype=torch.long, device=dev)
-    w_sum = torch.zeros(bsz, k, device=dev)
+    search = _Search(log_probs.detach().float(), lengths.to(dev).long(), options, lm,
+                     lexicon, words)
+    fr = search.fr
+    beam = _Beam.start(bsz, search.k, dev, (lm.start if lm else 0,
+                                            lexicon.start if lexicon else 0,
+                                            words.lm.start if words else 0))
     inf_col = torch.full((bsz, 1), NEG_INF, device=dev)
-    inf_k = inf_col.expand(bsz, k)
     back_k, back_tok = [], []
     done: list[tuple[torch.Tensor, ...]] = []  # final states of the rows that have left
     # rows that have run out of frames see pure-blank frames, which change nothing, until
@@ -237,129 +409,22 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
     now = bsz
     per_frame = (fr.x, fr.cand_x, fr.cand_tok, fr.cand_pos)
     frames = zip(*(a.unbind(1) for a in per_frame), strict=True)
-
-    for t in range(width + 1):
-        total = torch.logaddexp(pb, pnb)
-        if collapse_at[t]:  # blank frames were skipped before this one: their mass
-            collapse = skip_any[:now, t, None]
-            pb = torch.where(collapse, total + skip_mass[:now, t, None], pb)
-            pnb = pnb.masked_fill(collapse, NEG_INF)
-            total = torch.logaddexp(pb, pnb)
-        n = n_at[t] if t < width else 0
+    for t in range(search.width + 1):
+        total = torch.logaddexp(beam.pb, beam.pnb)
+        if search.collapse_at[t]:  # blank frames were skipped before this one: their mass
+            collapse = fr.skip_any[:now, t, None]
+            beam.pb = torch.where(collapse, total + fr.skip_mass[:now, t, None], beam.pb)
+            beam.pnb = beam.pnb.masked_fill(collapse, NEG_INF)
+            total = torch.logaddexp(beam.pb, beam.pnb)
+        n = search.n_at[t] if t < search.width else 0
         if n < 0.75 * now:
-            done.append((total[n:], *(a[n:] for a in (lm_sum, lm_st, lx_st, w_st, w_sum,
-                                                       nlab))))
-            pb, pnb, total, lm_sum, nlab, last, hsh, phsh, lm_st, lx_st, w_st, w_sum = (
-                a[:n] for a in (pb, pnb, total, lm_sum, nlab, last, hsh, phsh, lm_st, lx_st,
-                                w_st, w_sum))
-            inf_col, inf_k, now = inf_col[:n], inf_k[:n], n
-            pairs.shrink(n)
+            done.append(beam.rows(slice(n, None)).final(total[n:]))
+            beam, total, inf_col, now = beam.rows(slice(n)), total[:n], inf_col[:n], n
+            search.pairs.shrink(n)
             frames = zip(*(a[:n, t:].unbind(1) for a in per_frame), strict=True)
-        if t == width:
+        if t == search.width:
             break
-        x, cx, ctok, pos = next(frames)
-        x_last = x.gather(1, last)  # last = 0 (the blank) only where pnb is -inf
-        rank = pos.gather(1, last)  # where each prefix's last token is tried
-        # merge: hypothesis j = hypothesis i + token last[j] -> i's extension joins j
-        has_parent, parent = (phsh[:, None, :] == hsh[:, :, None]).max(1)  # (B, j)
-        p_pb, p_total, p_last = (a.gather(1, parent) for a in (pb, total, last))
-        join = torch.where(p_last == last, p_pb, p_total) + x_last
-        stay_pnb = torch.logaddexp(pnb + x_last, torch.where(has_parent, join, NEG_INF))
-        stay_pb = total + x[:, :1]
-        # acoustic log-prob of every candidate's non-blank-ending part; after its own
-        # last token only the blank-ending part of a prefix may extend
-        ac = torch.cat([spread(by_hyp(total) + by_tok(cx)), stay_pnb, inf_col], 1)
-        ac.scatter_(1, pairs.at.gather(1, pairs.own + rank), pb + x_last)
-        score = ac[:, :n_pairs]
-        if beta:
-            score = score + spread(by_hyp(beta * (nlab + 1)))
-        if lm is not None:
-            ext_lm = spread(by_hyp(lm_sum) + lm.logp[by_hyp(lm_st), by_tok(ctok)])
-            score = score + alpha * ext_lm
-        if lexicon is not None:
-            lx_next = lexicon.next[by_hyp(lx_st), by_tok(ctok)]
-            score = score.masked_fill(spread(lx_next < 0), NEG_INF)
-        if words is not None:  # a token that takes a word's end back to the root ends it
-            word = words.column[lx_st]  # (B, K): the word ending at each state, 0: none
-            w_logp, w_next = words.lm.score(w_st, word)  # only used where word > 0
-            ends = (lx_next == 0) & by_hyp(word > 0)
-            ext_w = spread(by_hyp(w_sum) + torch.where(ends, by_hyp(w_logp), 0.0))
-            score = score + gamma * ext_w
-        stay = torch.logaddexp(stay_pb, stay_pnb)
-        if lm is not None:
-            stay = stay + alpha * lm_sum
-        if beta:
-            stay = stay + beta * nlab
-        if words is not None:
-            stay = stay + gamma * w_sum
-        # i's extension by last[j] is j itself: it joined j's stay above
-        dead = torch.where(has_parent, pairs.at.gather(1, parent * (m + 1) + rank),
-                           n_pairs + k)
-        flat = torch.cat([score, stay, inf_col], 1).scatter_(1, dead, inf_k)[:, :-1]
-        if options.score_threshold > 0:
-            best = flat.max(1, keepdim=True).values
-            flat = flat.masked_fill(flat < best - options.score_threshold, NEG_INF)
-        top, idx = flat.topk(k, dim=1)  # (B, K)
-        pruned = top == NEG_INF  # picked only to fill the beam: dead
-        src = pairs.hyp.gather(1, idx)
-        tok = ctok.gather(1, pairs.rank.gather(1, idx))  # 0 for a stay
-        is_ext = tok > 0
-        old_hsh = hsh.gather(1, src)
-        pnb = ac.gather(1, idx).masked_fill(pruned, NEG_INF)
-        pb = torch.where(is_ext, inf_k, stay_pb.gather(1, src))  # -inf on a pruned stay
-        if options.score_threshold > 0:  # which may prune a stay that has probability
-            pb = pb.masked_fill(pruned, NEG_INF)
-        last = torch.where(is_ext, tok, last.gather(1, src))
-        hsh = torch.where(is_ext, old_hsh * _HASH_MUL + tok, old_hsh).masked_fill(pruned, -2)
-        phsh = torch.where(is_ext, old_hsh, phsh.gather(1, src)).masked_fill(pruned, -1)
-        if beta:
-            nlab = nlab.gather(1, src) + is_ext.long()
-        if lm is not None:
-            lm_sum = torch.where(is_ext, ext_lm.gather(1, idx.clamp_max(n_pairs - 1)),
-                                 lm_sum.gather(1, src))
-            lm_st = torch.where(is_ext, lm.next[lm_st.gather(1, src), tok],
-                                lm_st.gather(1, src))
-        if words is not None:
-            w_sum = torch.where(is_ext, ext_w.gather(1, idx.clamp_max(n_pairs - 1)),
-                                w_sum.gather(1, src))
-            word, w_st, w_next = word.gather(1, src), w_st.gather(1, src), w_next.gather(1, src)
-        if lexicon is not None:  # -1 only on dead hypotheses
-            old_lx = lx_st.gather(1, src)
-            lx_st = torch.where(is_ext, lexicon.next[old_lx, tok], old_lx).clamp_min(0)
-            if words is not None:
-                w_st = torch.where(is_ext & (lx_st == 0) & (word > 0), w_next, w_st)
+        src, tok = search.step(beam, total, next(frames), inf_col)
         back_k.append(src)
         back_tok.append(tok)
-
-    # every row's final state, in row order, then the end-of-sentence scores
-    acoustic, lm_sum, lm_st, lx_st, w_st, w_sum, nlab = (torch.cat(a) for a in
-                                                          zip(*done[::-1], strict=True))
-    lm_total = lm_sum + lm.final[lm_st] if lm is not None else lm_sum
-    final = acoustic + alpha * lm_total + beta * nlab
-    if words is not None:  # the last word, if the line ends in one, then </s>
-        word = words.column[lx_st]
-        w_logp, after = words.lm.score(w_st, word)
-        final = final + gamma * (w_sum + torch.where(
-            word > 0, w_logp + words.lm.final(after), words.lm.final(w_st)))
-    if lexicon is not None:
-        in_word = lexicon.final[lx_st] > NEG_INF
-        final = torch.where(in_word | ~in_word.any(1, keepdim=True), final, NEG_INF)
-    n = min(options.nbest, k)
-    order = final.topk(n, dim=1).indices  # (B, N)
-    seq = torch.zeros(width, bsz, n, dtype=torch.long, device=dev)
-    sel = order
-    for t in range(width - 1, -1, -1):  # back through the pointers; row r has kept[r]
-        head = sel[:n_at[t]]
-        seq[t, :n_at[t]] = back_tok[t].gather(1, head)
-        sel = torch.cat([back_k[t].gather(1, head), sel[n_at[t]:]])
-    seq = seq.permute(1, 2, 0).cpu().numpy()
-    fused, ac, lmv = (a.gather(1, order).cpu().tolist() for a in (final, acoustic, lm_total))
-    out: list[list[Hypothesis]] = [[] for _ in range(bsz)]
-    for i, b in enumerate(fr.rows.tolist()):
-        for j in range(n):
-            if fused[i][j] == NEG_INF:
-                break
-            row = seq[i, j]
-            out[b].append(Hypothesis(row[np.flatnonzero(row)].tolist(), fused[i][j],
-                                     ac[i][j], lmv[i][j]))
-    return out
+    return search.finish(done, back_k, back_tok)

@@ -93,6 +93,49 @@ def by_modality(recognizers: Sequence[Recognizer]) -> dict[str, Recognizer]:
     return out
 
 
+async def _body(request: Request, types: tuple[str, ...], max_bytes: int) -> bytes:
+    """The request's body, refused when of another content type, empty or over
+    ``max_bytes`` (declared or streamed)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in types:
+        raise Refused(415, f"Content-Type must be {types[0]}, not {kind or 'missing'}")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise Refused(413, f"request body of {declared} bytes: more than the "
+                      f"{max_bytes} allowed")
+    data = bytearray()
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > max_bytes:
+                raise Refused(413, f"request body over the {max_bytes} bytes allowed")
+    except ClientDisconnect:
+        raise Refused(400, "the client went away before the body was sent") from None
+    if not data:
+        raise Refused(400, "empty request body")
+    return bytes(data)
+
+
+def _ink_request(raw: bytes, max_points: int) -> Ink:
+    """The strokes of an ink request's JSON body ``{"strokes": ...}``, checked."""
+    try:
+        doc = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:
+        raise Refused(400, f"malformed JSON: {_one_line(e)}") from None
+    if not isinstance(doc, dict) or "strokes" not in doc:
+        raise Refused(400, 'expected a JSON object {"strokes": [[[x, y, t], ...], ...]}')
+    unknown = sorted(set(doc) - {"strokes"})
+    if unknown:
+        raise Refused(400, f"unknown field {unknown[0]!r}: the body holds only 'strokes'")
+    strokes = doc["strokes"]
+    if isinstance(strokes, list):
+        count = sum(len(s) if isinstance(s, list) else 1 for s in strokes)
+        if count > max_points:
+            raise Refused(413, f"{count} pen points: more than the {max_points} "
+                          "allowed in one request")
+    return _checked(lambda: Ink.of(strokes))
+
+
 def create_app(recognizers: Sequence[Recognizer], limits: Limits = Limits()) -> Starlette:
     """The app serving ``recognizers`` (at most one per modality) under ``limits``."""
     models = by_modality(recognizers)
@@ -103,53 +146,17 @@ def create_app(recognizers: Sequence[Recognizer], limits: Limits = Limits()) -> 
             raise Refused(404, f"no {modality} model is loaded: start recog-serve with one")
         return models[modality]
 
-    async def body(request: Request, types: tuple[str, ...]) -> bytes:
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind not in types:
-            raise Refused(415, f"Content-Type must be {types[0]}, not {kind or 'missing'}")
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limits.max_bytes:
-            raise Refused(413, f"request body of {declared} bytes: more than the "
-                          f"{limits.max_bytes} allowed")
-        data = bytearray()
-        try:
-            async for chunk in request.stream():
-                data += chunk
-                if len(data) > limits.max_bytes:
-                    raise Refused(413, f"request body over the {limits.max_bytes} bytes "
-                                  "allowed")
-        except ClientDisconnect:
-            raise Refused(400, "the client went away before the body was sent") from None
-        if not data:
-            raise Refused(400, "empty request body")
-        return bytes(data)
-
     async def recognize_ink(request: Request) -> JSONResponse:
         rec = model("ink")
-        raw = await body(request, ("application/json",))
-        try:
-            doc = json.loads(raw, parse_constant=_no_constant)
-        except (ValueError, RecursionError) as e:
-            raise Refused(400, f"malformed JSON: {_one_line(e)}") from None
-        if not isinstance(doc, dict) or "strokes" not in doc:
-            raise Refused(400, 'expected a JSON object {"strokes": [[[x, y, t], ...], ...]}')
-        unknown = sorted(set(doc) - {"strokes"})
-        if unknown:
-            raise Refused(400, f"unknown field {unknown[0]!r}: the body holds only 'strokes'")
-        strokes = doc["strokes"]
-        if isinstance(strokes, list):
-            count = sum(len(s) if isinstance(s, list) else 1 for s in strokes)
-            if count > limits.max_points:
-                raise Refused(413, f"{count} pen points: more than the {limits.max_points} "
-                              "allowed in one request")
-        ink = _checked(lambda: Ink.of(strokes))
+        ink = _ink_request(await _body(request, ("application/json",), limits.max_bytes),
+                           limits.max_points)
         posteriors = request.query_params.get("posteriors") == "1"
         return _answer(rec, await gate.run(
             lambda: _checked(lambda: rec.ink(ink, posteriors).as_dict())))
 
     async def recognize_audio(request: Request) -> JSONResponse:
         rec = model("speech")
-        raw = await body(request, WAV_TYPES)
+        raw = await _body(request, WAV_TYPES, limits.max_bytes)
         posteriors = request.query_params.get("posteriors", "1") == "1"
         return _answer(rec, await gate.run(lambda: _audio(rec, raw, limits, posteriors)))
 
