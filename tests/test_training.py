@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from recog.models import CTCModel, ModelOptions
-from recog.train import _epochs_since_best, _WeightNoise
+from recog.train.loop import _epochs_since_best
+from recog.train.step import _WeightNoise
 from tests.timit_tree import make_tree
 
 BIN = Path(sys.executable).parent

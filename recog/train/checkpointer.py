@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from recog.atomic import remove_stale_temps
+from recog.atomic import atomic_write_text, remove_stale_temps
 from recog.batching import CTCDataset
-from recog.data.utterance import DataError, atomic_write_text
+from recog.data.utterance import DataError
 from recog.distributed import World, gather
 from recog.models.checkpoint import read_payload, save_checkpoint
 from recog.models.ctc import CTCModel
