@@ -99,12 +99,15 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
     if world.active:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None)
-    stepper = Stepper(net, model, optimizer, optim, opts, world, device, train_set, len(vocab),
-                      exp_dir, loss_fn, augment)
+    stepper = Stepper(net=net, model=model, optimizer=optimizer, optim=optim, opts=opts,
+                      world=world, device=device, train_set=train_set, vocab_size=len(vocab),
+                      exp_dir=exp_dir, loss=loss_fn, augment=augment)
     board = _tensorboard(exp_dir) if world.is_main else None
     with StopSignals() as stop, peer_failures("training"):
-        run = Run(model, vocab, train_set, dev_set, opts, exp_dir, world, device, optimizer,
-                  scheduler, checkpointer, stepper, state, stop, board, normalize, evaluate_fn)
+        run = Run(model=model, vocab=vocab, train_set=train_set, dev_set=dev_set, opts=opts,
+                  exp_dir=exp_dir, world=world, device=device, optimizer=optimizer,
+                  scheduler=scheduler, checkpointer=checkpointer, stepper=stepper, state=state,
+                  stop=stop, board=board, normalize=normalize, evaluate=evaluate_fn)
         for epoch in range(state.epoch + 1, opts.epochs + 1):
             if _epochs_since_best(state.history) >= opts.early_stop:
                 log.info("early stop: no better dev error rate for %d epochs", opts.early_stop)
