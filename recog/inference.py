@@ -27,7 +27,6 @@ from recog.data.limits import check_audio, check_points
 from recog.data.utterance import DataError
 from recog.features.audio import audio_features
 from recog.features.pen import PenFeatureOptions, feature_points, pen_features
-from recog.tasks import InkTask
 from recog.transcribe import TranscribeOptions, Transcriber, decode_options
 
 INK_SOURCE = "<ink>"  # what an error about in-memory ink names instead of a file
@@ -118,7 +117,7 @@ class _Items(Transcriber):
     last_ink_features: torch.Tensor | None = None  # of the last Ink item (for its spans)
 
     def features(self, item: Ink | Audio | str | Path) -> torch.Tensor:  # type: ignore[override]
-        ink = isinstance(self.task, InkTask)
+        ink = self.task.modality == "ink"
         if isinstance(item, Ink):
             if not ink:
                 raise DataError(INK_SOURCE, "the model recognises speech, not ink")
@@ -168,7 +167,7 @@ class Recognizer:
 
     @property
     def modality(self) -> str:
-        return "ink" if isinstance(self._t.task, InkTask) else "speech"
+        return self._t.task.modality
 
     def info(self) -> dict:
         """What the model is: name, modality, token set (blank first), whether its text

@@ -15,7 +15,7 @@ from recog.data.utterance import Utterance, read_json
 from recog.metrics import Score
 from recog.models.ctc import CTCModel
 from recog.stages.corpora import get_task
-from recog.tasks import InkTask, Task
+from recog.tasks import Picture, Task
 from recog.tokens import Vocabulary
 
 
@@ -72,7 +72,7 @@ def report(cfg: Config, results: dict, exp_dir: Path) -> str:
     summary_path = Path(cfg.prepare.out) / "summary.json"
     rejected = (read_json(summary_path, dict).get("rejected", [])
                 if summary_path.is_file() else [])
-    feats = getattr(cfg.features, get_task(cfg).feature_key["front_end"])
+    feats = get_task(cfg).features
     lines = [
         f"# {cfg.recipe} / {cfg.name}", "",
         f"- corpus: {cfg.corpus.name} at `{cfg.corpus.root}` (prepared in "
@@ -81,7 +81,7 @@ def report(cfg: Config, results: dict, exp_dir: Path) -> str:
         f"- model: {cfg.model.layers} x {cfg.model.hidden} {cfg.model.cell}, "
         f"bidirectional={cfg.model.bidirectional}, stack={cfg.model.stack}",
         f"- checkpoint: `{results['checkpoint']}` (epoch {results['epoch']}, chosen on "
-        f"{cfg.corpus.dev_split} {results['metrics'][0]})",
+        f"{cfg.corpus.dev_split} {results.get('selection', results['metrics'][0])})",
         f"- decoding: {_describe(cfg)}; metrics: {', '.join(results['metrics'])}", "",
         "```", format_scores(results), "```", "",
         f"Skipped items: {len(skipped)}",
@@ -99,21 +99,21 @@ def report(cfg: Config, results: dict, exp_dir: Path) -> str:
 
 
 def pictures(cfg: Config, model: CTCModel, vocab: Vocabulary, task: Task, ds: CTCDataset,
-             utts: list[Utterance], hyps: dict[str, list[str]], first: Score, out: Path,
+             utts: list[Utterance], hyps: dict[str, list[str]], chosen: Score, out: Path,
              device: torch.device) -> list[str]:
-    """Training curves, the confusion matrix of the first metric (scored as ``first``), and
-    for the first utterance a posteriorgram (speech) or its ink coloured by the aligned
-    characters (handwriting)."""
+    """Training curves, the confusion matrix of the selection metric (scored as
+    ``chosen``), and the task's picture of the first utterance (a posteriorgram, or the ink
+    coloured by the aligned characters)."""
     from recog import plots
 
     paths = []
     history = Path(cfg.exp_dir) / "history.json"
-    name = next(iter(task.metrics))
+    name = task.selection
     if history.is_file():  # one per experiment, beside history.json, whatever the decoding
         paths.append(plots.training_curves(read_json(history, list, ("epoch",)),
                                            Path(cfg.exp_dir) / "training_curves.png",
                                            f"{cfg.corpus.dev_split} {name}"))
-    pairs = first.pairs()
+    pairs = chosen.pairs()
     labels = sorted({t for pair in pairs for t in pair if t is not None})
     split = cfg.decode_splits[-1]
     paths.append(plots.confusion_matrix(
@@ -126,19 +126,10 @@ def pictures(cfg: Config, model: CTCModel, vocab: Vocabulary, task: Task, ds: CT
     with torch.no_grad():
         log_probs, _ = model(torch.from_numpy(feats)[None].to(device),
                              torch.tensor([len(feats)], device=device))
-    log_probs = log_probs[0].cpu().numpy()
-    ref_ids, utt = ds.targets[0], utts[0]
-    hyp = hyps.get(utt.id, [])
-    if isinstance(task, InkTask):
-        strokes = task.points(utt)
-        n_points = sum(len(stroke) for stroke in strokes)
-        ids = plots.align_points(log_probs, ref_ids, n_points, model.options.stack)
-        chars = [vocab.tokens[i] if i is not None else None for i in ids]
-        paths.append(plots.ink(strokes, chars, out / "ink.png",
-                               task.to_text(utt.tokens), task.to_text(hyp)))
-    else:
-        paths.append(plots.posteriorgram(
-            feats, log_probs, vocab.tokens, ref_ids, out / "posteriorgram.png",
-            f"{utt.id} ({split})\nref: {task.to_text(task.targets(utt))}\n"
-            f"hyp: {task.to_text(hyp)} ({_describe(cfg)})", model.options.stack))
+    utt, hyp = utts[0], hyps.get(utts[0].id, [])
+    caption = (f"{utt.id} ({split})\nref: {task.to_text(task.targets(utt))}\n"
+               f"hyp: {task.to_text(hyp)} ({_describe(cfg)})")
+    paths.append(task.picture(utt, Picture(feats, log_probs[0].cpu().numpy(), ds.targets[0],
+                                           hyp, vocab.tokens, model.options.stack, out,
+                                           caption)))
     return [str(p) for p in paths]

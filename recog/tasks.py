@@ -1,51 +1,142 @@
-"""The modality-specific ends of the pipeline, behind one small interface: the token set a
-model is trained on, how token sequences are scored, and how features are computed from an
-utterance's source file. Everything between (cache, batching, model, loop, decoders) is
-shared and knows nothing of audio or ink."""
+"""The modality-specific ends of the pipeline, behind one small interface: a task is one
+modality (speech or ink: ``MODALITIES``) with one token set. It owns how a source is read
+and turned into features (its front end, ``features``), the copies augmentation makes, the
+token set a model is trained on, how token sequences are scored (``metrics``, and the one
+that selects the model, ``selection``) and the picture of an utterance in a report.
+Everything between (cache, batching, model, loop, decoders) is shared and knows nothing of
+audio or ink."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
 
+from recog.augment import AugmentOptions, perturbed_copies
 from recog.data.audio import read_audio
-from recog.data.manifest import read_strokes
+from recog.data.manifest import INK_SUFFIXES, read_strokes
 from recog.data.utterance import DataError, Utterance
 from recog.features.audio import AudioFeatureOptions, audio_features
-from recog.features.ink_augment import perturbed_strokes
+from recog.features.ink_augment import ink_copies, perturbed_strokes
 from recog.features.pen import PenFeatureOptions, feature_points, pen_features
 from recog.features.perturb import perturb
 from recog.tokens import Vocabulary, fold_timit, timit_vocabulary
 
 Normalizer = Callable[[Sequence[str]], Sequence[str]]
 
+# the audio files recog-transcribe takes (what soundfile reads)
+AUDIO_SUFFIXES = frozenset(".wav .flac .ogg .oga .opus .mp3 .aif .aiff .au .snd .sph .nist "
+                           ".w64 .rf64 .caf .voc".split())
+
 
 class Task(Protocol):
-    metrics: dict[str, Normalizer]  # name -> how a token sequence is scored; first selects
+    modality: ClassVar[str]  # speech | ink
+    front_end: ClassVar[str]  # the config's feature group: audio | pen
+    suffixes: ClassVar[frozenset[str]]  # the source files it reads
+    features: AudioFeatureOptions | PenFeatureOptions
+    metrics: dict[str, Normalizer]  # name -> how a token sequence is scored
+    selection: str  # the metric that chooses the model (best.pt) and tunes the LM
+    characters: bool  # the tokens are characters: the text is their concatenation
 
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary: ...
     def targets(self, utt: Utterance) -> list[str]: ...
     def to_text(self, tokens: Sequence[str]) -> str: ...
     def extract(self, utt: Utterance) -> torch.Tensor: ...
+    def copies(self, utts: list[Utterance], augment: AugmentOptions
+               ) -> tuple[list[Utterance], str, dict] | None: ...
+    def resized(self, utt: Utterance) -> bool: ...
+    def picture(self, utt: Utterance, view: Picture) -> Path: ...
     @property
     def feature_key(self) -> dict: ...
+    @property
+    def feature_blocks(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Picture:
+    """What a report draws one utterance from: its (normalised) features, the model's
+    log-probs, the reference's ids, the hypothesis, the tokens and where to write."""
+
+    feats: np.ndarray
+    log_probs: np.ndarray
+    ref_ids: Sequence[int]
+    hyp: Sequence[str]
+    tokens: Sequence[str]
+    stack: int
+    out: Path
+    caption: str
 
 
 def _fold39(tokens: Sequence[str]) -> list[str]:
     return fold_timit(tokens, 39)
 
 
+def _words(chars: Sequence[str]) -> list[str]:
+    return "".join(chars).split()
+
+
+class _Speech:
+    """What every speech task shares: audio in, filterbank/MFCC features out, speed, noise
+    and VTLP copies for training, a posteriorgram in the report."""
+
+    modality: ClassVar[str] = "speech"
+    front_end: ClassVar[str] = "audio"
+    suffixes: ClassVar[frozenset[str]] = AUDIO_SUFFIXES
+    features: AudioFeatureOptions
+
+    def extract(self, utt: Utterance) -> torch.Tensor:
+        """Audio features of an utterance (its segment, when it has an offset or duration;
+        a training copy's speed, noise and warp)."""
+        samples, rate = read_audio(utt.source, utt.offset, utt.duration)
+        waveform = perturb(torch.from_numpy(samples), rate, utt.extra)  # training copies only
+        return audio_features(waveform, rate, self.features, warp=utt.extra.get("vtlp", 1.0))
+
+    def copies(self, utts: list[Utterance], augment: AugmentOptions
+               ) -> tuple[list[Utterance], str, dict] | None:
+        """The perturbed training copies (speed, noise, VTLP), their cache name and what
+        enters its key; None when ``augment`` asks for none. Ink copies are an error."""
+        if not augment.copies:
+            if augment.ink.copies > 0:
+                raise ValueError("augment.ink perturbs pen strokes: it is for ink corpora")
+            return None
+        key = {k: v for k, v in augment.as_dict().items()
+               if k in ("speed_factors", "noise_prob", "noise_snr", "vtlp", "seed")}
+        return perturbed_copies(utts, augment), "perturbed", {"perturb": key}
+
+    def resized(self, utt: Utterance) -> bool:
+        """A training copy whose frames are not its source's (sped up): one that no longer
+        fits its labels is left out with a warning, not refused."""
+        return utt.extra.get("speed", 1.0) != 1.0
+
+    def picture(self, utt: Utterance, view: Picture) -> Path:
+        from recog import plots
+
+        return plots.posteriorgram(view.feats, view.log_probs, view.tokens, view.ref_ids,
+                                   view.out / "posteriorgram.png", view.caption, view.stack)
+
+    @property
+    def feature_key(self) -> dict:
+        return {"front_end": self.front_end, **self.features.as_dict()}
+
+    @property
+    def feature_blocks(self) -> int:
+        """Blocks of the feature vector (static, deltas, ...): SpecAugment masks each alike."""
+        return self.features.delta_order + 1
+
+
 @dataclass
-class TimitTask:
+class TimitTask(_Speech):
     """Phone recognition: train on 61, 48 or 39 TIMIT phones, score on 39 (PER)."""
 
     phone_set: int
     features: AudioFeatureOptions
-    metrics = {"PER": _fold39}
+    metrics: ClassVar[dict[str, Normalizer]] = {"PER": _fold39}
+    selection: ClassVar[str] = "PER"
+    characters: ClassVar[bool] = False
 
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary:
         return timit_vocabulary(self.phone_set)
@@ -57,24 +148,9 @@ class TimitTask:
     def to_text(self, tokens: Sequence[str]) -> str:
         return " ".join(tokens)
 
-    def extract(self, utt: Utterance) -> torch.Tensor:
-        return speech_features(utt, self.features)
-
-    @property
-    def feature_key(self) -> dict:
-        return {"front_end": "audio", **self.features.as_dict()}
-
-
-def speech_features(utt: Utterance, opts: AudioFeatureOptions) -> torch.Tensor:
-    """Audio features of an utterance (its segment, when it has an offset or duration)."""
-    samples, rate = read_audio(utt.source, utt.extra.get("offset", 0.0),
-                               utt.extra.get("duration"))
-    waveform = perturb(torch.from_numpy(samples), rate, utt.extra)  # training copies only
-    return audio_features(waveform, rate, opts, warp=utt.extra.get("vtlp", 1.0))
-
 
 @dataclass
-class SpeechTask:
+class SpeechTask(_Speech):
     """Speech with the corpus's own tokens (bring-your-own data): the vocabulary is the token
     list when given, else every token of the training transcripts; scored as is (``PER`` for
     phones, ``TER`` for a token list) or as characters and words (``CER``, ``WER``)."""
@@ -89,6 +165,14 @@ class SpeechTask:
             return {"CER": list, "WER": _words}
         return {"TER" if self.tokens == "list" else "PER": list}
 
+    @property
+    def selection(self) -> str:
+        return {"chars": "CER", "list": "TER"}.get(self.tokens, "PER")
+
+    @property
+    def characters(self) -> bool:
+        return self.tokens == "chars"
+
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary:
         if self.token_list:
             return Vocabulary.from_symbols(self.token_list)
@@ -98,18 +182,7 @@ class SpeechTask:
         return list(utt.tokens)
 
     def to_text(self, tokens: Sequence[str]) -> str:
-        return "".join(tokens) if self.tokens == "chars" else " ".join(tokens)
-
-    def extract(self, utt: Utterance) -> torch.Tensor:
-        return speech_features(utt, self.features)
-
-    @property
-    def feature_key(self) -> dict:
-        return {"front_end": "audio", **self.features.as_dict()}
-
-
-def _words(chars: Sequence[str]) -> list[str]:
-    return "".join(chars).split()
+        return "".join(tokens) if self.characters else " ".join(tokens)
 
 
 @dataclass
@@ -117,7 +190,13 @@ class InkTask:
     """Handwriting recognition: characters of the training transcripts; CER and WER."""
 
     features: PenFeatureOptions
-    metrics = {"CER": list, "WER": _words}
+    modality: ClassVar[str] = "ink"
+    front_end: ClassVar[str] = "pen"
+    suffixes: ClassVar[frozenset[str]] = frozenset(INK_SUFFIXES)
+    metrics: ClassVar[dict[str, Normalizer]] = {"CER": list, "WER": _words}
+    selection: ClassVar[str] = "CER"
+    characters: ClassVar[bool] = True
+    feature_blocks: ClassVar[int] = 1
 
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary:
         """Every character of the training transcripts (space included), sorted."""
@@ -129,10 +208,6 @@ class InkTask:
     def to_text(self, tokens: Sequence[str]) -> str:
         return "".join(tokens)
 
-    def points(self, utt: Utterance) -> list[np.ndarray]:
-        """The normalised strokes as the points the feature rows describe, one per row."""
-        return feature_points(read_strokes(utt.source), self.features)
-
     def extract(self, utt: Utterance) -> torch.Tensor:
         try:  # a training copy's strokes are perturbed (augment.ink), never at decode time
             return pen_features(perturbed_strokes(read_strokes(utt.source), utt),
@@ -142,6 +217,37 @@ class InkTask:
                 raise
             raise DataError(utt.source, str(e)) from None
 
+    def copies(self, utts: list[Utterance], augment: AugmentOptions
+               ) -> tuple[list[Utterance], str, dict] | None:
+        """The perturbed training copies of the strokes (augment.ink), their cache name and
+        key; None when none are asked for. Audio copies are an error."""
+        if augment.copies:
+            raise ValueError("augment.speed_factors and augment.noise_prob perturb audio: "
+                             "they are for speech corpora")
+        if augment.ink.copies <= 0:
+            return None
+        return (ink_copies(utts, augment.ink, augment.seed), "ink-augmented",
+                {"ink_augment": {**augment.ink.as_dict(), "seed": augment.seed}})
+
+    def resized(self, utt: Utterance) -> bool:
+        """A perturbed copy of the strokes (time-warped, points dropped)."""
+        return "ink_seed" in utt.extra
+
+    def picture(self, utt: Utterance, view: Picture) -> Path:
+        """The ink coloured by the character each point is forced-aligned to."""
+        from recog import plots
+
+        strokes = feature_points(read_strokes(utt.source), self.features)
+        n_points = sum(len(stroke) for stroke in strokes)
+        ids = plots.align_points(view.log_probs, view.ref_ids, n_points, view.stack)
+        chars = [view.tokens[i] if i is not None else None for i in ids]
+        return plots.ink(strokes, chars, view.out / "ink.png", self.to_text(utt.tokens),
+                         self.to_text(view.hyp))
+
     @property
     def feature_key(self) -> dict:
-        return {"front_end": "pen", **self.features.as_dict()}
+        return {"front_end": self.front_end, **self.features.as_dict()}
+
+
+# A corpus's modality (corpus.modality of a manifest or Kaldi directory) -> its task class
+MODALITIES: dict[str, type] = {"speech": SpeechTask, "ink": InkTask}

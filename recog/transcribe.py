@@ -26,12 +26,10 @@ from recog.decode.decoder import DecodeOptions
 from recog.decode.decoder import make_decoder as make_search
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel
-from recog.tasks import InkTask, SpeechTask, Task
+from recog.tasks import Task
 from recog.tokens import Vocabulary, fold_timit
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]
-AUDIO_SUFFIXES = frozenset(".wav .flac .ogg .oga .opus .mp3 .aif .aiff .au .snd .sph .nist "
-                           ".w64 .rf64 .caf .voc".split())
 # the keys of a tuned set-up file (decode_<name>.json) that transcription takes
 SETUP_KEYS = ("method", "beam", "lm", "lm_weight", "insertion_bonus", "lexicon", "word_lm",
               "word_lm_weight")
@@ -162,12 +160,11 @@ class Transcriber:
     @property
     def characters(self) -> bool:
         """Whether the tokens are characters (then the text is their concatenation)."""
-        return isinstance(self.task, InkTask) or (
-            isinstance(self.task, SpeechTask) and self.task.tokens == "chars")
+        return self.task.characters
 
     @property
     def suffixes(self) -> frozenset[str]:
-        return frozenset(INK_SUFFIXES) if isinstance(self.task, InkTask) else AUDIO_SUFFIXES
+        return self.task.suffixes
 
     def expand(self, paths: Sequence[str | Path]) -> list[Path]:
         """The files to transcribe: each path, a folder standing for the files in it (and
@@ -192,9 +189,10 @@ class Transcriber:
                             "line to transcribe the files in it")
         if not path.is_file():
             raise DataError(path, "no such file")
-        if isinstance(self.task, InkTask) != (path.suffix.lower() in INK_SUFFIXES):
-            kind = "an ink model: give .xml, .json or .inkml stroke files" if isinstance(
-                self.task, InkTask) else "a speech model: give audio files"
+        ink = self.task.modality == "ink"
+        if ink != (path.suffix.lower() in INK_SUFFIXES):
+            kind = ("an ink model: give .xml, .json or .inkml stroke files" if ink else
+                    "a speech model: give audio files")
             raise DataError(path, f"the checkpoint is {kind}")
         try:
             return self.task.extract(Utterance(path.stem, "", str(path), ()))

@@ -55,9 +55,9 @@ def test_kaldi_dir_and_manifest_give_identical_features_and_batches(tmp_path: Pa
     utts = read_manifest(manifest / "train.jsonl", PHONES)
     seg = utts[1]
     samples, rate = sf.read(seg.source, dtype="float32")
-    start = round(seg.extra["offset"] * rate)
+    start = round(seg.offset * rate)
     alone = tmp_path / "alone.wav"
-    sf.write(alone, samples[start:start + round(seg.extra["duration"] * rate)], rate,
+    sf.write(alone, samples[start:start + round(seg.duration * rate)], rate,
              subtype="FLOAT")
     task = pipeline.get_task(cfgs[0])
     whole = task.extract(type(seg)("x", "s", str(alone), seg.tokens))
@@ -148,7 +148,7 @@ def test_segment_past_the_end_is_an_error(tmp_path: Path) -> None:
     cfg = _cfg("manifest", manifest, tmp_path / "prep")
     utt = read_manifest(manifest / "train.jsonl", PHONES)[2]
     late = type(utt)(utt.id, utt.speaker, utt.source, utt.tokens, "",
-                     {"offset": utt.extra["offset"], "duration": 100.0})
+                     offset=utt.offset, duration=100.0)
     with pytest.raises(DataError, match="runs past the end"):
         pipeline.get_task(cfg).extract(late)
 

@@ -83,8 +83,8 @@ def test_kaldi_segment_past_the_audio(tmp_path: Path) -> None:
     assert "segment ends at 1.250s" in err.value.reason and "(1.000s)" in err.value.reason
     (folder / "segments").write_text("u1 rec 0.0 0.6\nu2 rec 0.6 1.0\n")
     utts = read_kaldi_dir(folder, Tokenizer("phones"))
-    assert [u.extra for u in utts] == [{"offset": 0.0, "duration": 0.6},
-                                       {"offset": 0.6, "duration": pytest.approx(0.4)}]
+    assert [{"offset": u.offset, "duration": u.duration} for u in utts] == [
+        {"offset": 0.0, "duration": 0.6}, {"offset": 0.6, "duration": pytest.approx(0.4)}]
 
 
 # 3. TIMIT audio without a .PHN is listed, and explains an empty split

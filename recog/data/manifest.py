@@ -163,7 +163,7 @@ def read_manifest(path: str | Path, tokenizer: Tokenizer, modality: str = "speec
         tokens = tokenizer(d["tokens"] if "tokens" in d else d["text"], path, n)
         text = d.get("text") if isinstance(d.get("text"), str) else " ".join(tokens)
         speaker = d.get("speaker", d.get("writer", uid))
-        out.append(Utterance(uid, str(speaker), str(source), tokens, text, segment))
+        out.append(Utterance(uid, str(speaker), str(source), tokens, text, **segment))
     return out
 
 
@@ -218,7 +218,7 @@ def read_kaldi_dir(folder: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
             raise DataError(wav_scp, f"{key}: only file paths are supported, not commands", n)
     out, seconds = [], {}  # recording -> its duration, read once
     for uid, (words, n) in texts.items():
-        extra: dict = {}
+        segment: dict = {}
         seg_line = 0
         if segments is not None:
             if uid not in segments:
@@ -234,7 +234,7 @@ def read_kaldi_dir(folder: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
                                 seg_line)
             if not (0 <= t0 < t1 and math.isfinite(t1)):
                 raise DataError(folder / "segments", f"bad segment {t0}..{t1}", seg_line)
-            extra = {"offset": t0, "duration": t1 - t0}
+            segment = {"offset": t0, "duration": t1 - t0}
         else:
             rec = uid
         if rec not in wavs:
@@ -243,11 +243,12 @@ def read_kaldi_dir(folder: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
         source = _resolved(Path(wav), wav_scp, wav_line)
         if rec not in seconds:
             seconds[rec] = _check_source(source, wav_scp, wav_line, "speech")
-        _check_within(extra, source, seconds[rec], folder / "segments", seg_line)
+        _check_within(segment, source, seconds[rec], folder / "segments", seg_line)
         if uid not in spk:
             raise DataError(folder / "utt2spk", f"no speaker for utterance {uid!r}")
         tokens = tokenizer(" ".join(words), folder / "text", n)
-        out.append(Utterance(uid, spk[uid][0][0], str(source), tokens, " ".join(words), extra))
+        out.append(Utterance(uid, spk[uid][0][0], str(source), tokens, " ".join(words),
+                             **segment))
     return out
 
 

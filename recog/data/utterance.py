@@ -24,12 +24,17 @@ class Utterance:
     source: str
     tokens: tuple[str, ...]
     text: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
+    extra: dict = field(default_factory=dict, compare=False)  # a training copy's draws
+    offset: float = 0.0  # seconds into the source where a segment starts (Kaldi segments)
+    duration: float | None = None  # the segment's length in seconds (None: to the end)
 
     def to_json(self) -> str:
         d = asdict(self)
         d["tokens"] = list(self.tokens)
         extra = d.pop("extra")
+        for key, default in (("offset", 0.0), ("duration", None)):  # only a segment's
+            if d[key] == default:
+                del d[key]
         return json.dumps({**d, **extra}, ensure_ascii=False)
 
 
@@ -74,7 +79,7 @@ class Corpus:
     rejected: list[DataError] = field(default_factory=list)
 
 
-_KNOWN = {"id", "speaker", "source", "tokens", "text"}
+_KNOWN = {"id", "speaker", "source", "tokens", "text", "offset", "duration"}
 
 
 def read_json(path: str | Path, expect: type, keys: tuple[str, ...] = ()) -> Any:
@@ -150,6 +155,8 @@ def read_jsonl(path: str | Path) -> list[Utterance]:
                 tokens=tuple(tokens),
                 text=str(d.get("text", "")),
                 extra={k: v for k, v in d.items() if k not in _KNOWN},
+                offset=float(d.get("offset", 0.0)),
+                duration=None if d.get("duration") is None else float(d["duration"]),
             )
         )
     return out

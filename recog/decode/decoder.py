@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Protocol
 
 import torch
@@ -63,6 +63,12 @@ class BeamSearch:
         self.options = BeamOptions(**{f.name: getattr(options, f.name)
                                       for f in fields(BeamOptions)})
         self.tokens, self.lm, self.lexicon, self.words = tuple(tokens), lm, lexicon, words
+
+    def with_options(self, **changes: object) -> BeamSearch:
+        """Another search over the same loaded tables, its options ``replace``d (a grid
+        point of the LM weights): this one is left as it is."""
+        return BeamSearch(replace(self.options, **changes), self.tokens, self.lm,
+                          self.lexicon, self.words)
 
     def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
         dev = log_probs.device

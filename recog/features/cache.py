@@ -48,8 +48,8 @@ def cache_key(utterances: Sequence[Utterance], options: dict) -> str:
         try:
             st = os.stat(u.source)
             ident = f"{u.id}\t{u.source}\t{st.st_size}\t{st.st_mtime_ns}\n"
-            if "offset" in u.extra or "duration" in u.extra:  # a segment of a longer file
-                ident += f"{u.extra.get('offset')}\t{u.extra.get('duration')}\n"
+            if u.offset or u.duration is not None:  # a segment of a longer file
+                ident += f"{u.offset}\t{u.duration}\n"
         except OSError:
             ident = f"{u.id}\t{u.source}\t-\n"
         h.update(ident.encode())

@@ -543,32 +543,52 @@ def _prepared(strokes: Sequence[np.ndarray], opts: PenFeatureOptions
     return pts * np.array([1.0, -1.0, 1.0]), starts
 
 
-def feature_points(strokes: Sequence[np.ndarray], opts: PenFeatureOptions) -> list[np.ndarray]:
-    """The points the feature rows describe, one row each, grouped by stroke: the resampled
-    points, or (``bezier``) each curve's end point (a pen lift ends where its stroke starts)."""
+@dataclass(frozen=True)
+class PenRows:
+    """A line of ink as the feature rows see it, after the one preprocessing path:
+    normalised, then resampled points (``points`` (N, 3), ``starts`` of the strokes) or, for
+    ``bezier``, fitted curves (``points`` (N, 4, 3) control points, ``up`` pen lifts)."""
+
+    kind: str
+    points: np.ndarray
+    starts: np.ndarray | None = None
+    up: np.ndarray | None = None
+
+    def by_stroke(self) -> list[np.ndarray]:
+        """The point each row describes, grouped by stroke (a curve: its end point; a pen
+        lift ends where its stroke starts)."""
+        if self.kind == "bezier":
+            return np.split(self.points[:, 3], np.flatnonzero(self.up))
+        return np.split(self.points, self.starts[1:])
+
+
+def preprocess_ink(strokes: Sequence[np.ndarray], opts: PenFeatureOptions) -> PenRows:
+    """Normalise a line of ink, then resample it (or fit its Bézier curves): what both
+    the features and the pictures of a line start from."""
     opts.validate()
     pts, starts = _prepared(strokes, opts)
-    if opts.kind != "bezier":
-        p, rstarts = _resample_flat(pts, starts, opts.resample_step)
-        return np.split(p, rstarts[1:])
-    ctrl, up = bezier_curves(pts, starts, opts.bezier_error)
-    return np.split(ctrl[:, 3], np.flatnonzero(up))
+    if opts.kind == "bezier":
+        ctrl, up = bezier_curves(pts, starts, opts.bezier_error)
+        return PenRows(opts.kind, ctrl, up=up)
+    p, rstarts = _resample_flat(pts, starts, opts.resample_step)
+    return PenRows(opts.kind, p, starts=rstarts)
+
+
+def feature_points(strokes: Sequence[np.ndarray], opts: PenFeatureOptions) -> list[np.ndarray]:
+    """The points the feature rows describe, one row each, grouped by stroke."""
+    return preprocess_ink(strokes, opts).by_stroke()
 
 
 def pen_features(strokes: Sequence[np.ndarray], opts: PenFeatureOptions) -> torch.Tensor:
     """Features (T, opts.dim) of a line of ink: normalise, then resample and describe each
     point, or (``bezier``) fit and describe curves."""
-    opts.validate()
-    pts, starts = _prepared(strokes, opts)
-    if opts.kind == "bezier":
-        ctrl, up = bezier_curves(pts, starts, opts.bezier_error)
-        feats = curve_features(ctrl, up)
+    rows = preprocess_ink(strokes, opts)
+    if rows.kind == "bezier":
+        feats = curve_features(rows.points, rows.up)
         if opts.max_delta > 0:
             np.clip(feats[:, :2], -opts.max_delta, opts.max_delta, out=feats[:, :2])
-        return torch.from_numpy(feats.astype(np.float32))
-    p, rstarts = _resample_flat(pts, starts, opts.resample_step)
-    if opts.kind == "compact":
-        feats = _compact(p, rstarts, opts.max_delta)
+    elif rows.kind == "compact":
+        feats = _compact(rows.points, rows.starts, opts.max_delta)
     else:
-        feats = _graves(p, rstarts, opts)
+        feats = _graves(rows.points, rows.starts, opts)
     return torch.from_numpy(feats.astype(np.float32))

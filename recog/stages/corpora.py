@@ -14,7 +14,7 @@ from recog.config import Config, ConfigError
 from recog.data import fsdd, iamondb, manifest, timit
 from recog.data.timit_speakers import SPLIT_SIZES
 from recog.data.utterance import Corpus
-from recog.tasks import InkTask, SpeechTask, Task, TimitTask
+from recog.tasks import MODALITIES, InkTask, SpeechTask, Task, TimitTask
 
 
 def _read_timit(cfg: Config) -> Corpus:
@@ -80,8 +80,8 @@ def _byo_task(cfg: Config) -> Task:
         if c.tokens != "chars":
             raise ValueError("ink corpora are transcribed in characters (corpus.tokens=chars)")
         return InkTask(cfg.features.pen)
-    if c.modality != "speech":
-        raise ValueError(f"unknown corpus.modality {c.modality!r} (speech or ink)")
+    if c.modality not in MODALITIES:
+        raise ValueError(f"unknown corpus.modality {c.modality!r} ({' or '.join(MODALITIES)})")
     token_list = manifest.read_token_list(c.token_list) if c.token_list else ()
     return SpeechTask(cfg.features.audio, c.tokens, token_list)
 

@@ -11,17 +11,19 @@ import torch
 
 from recog import distributed
 from recog.atomic import atomic_write_text
+from recog.batching import CTCDataset
 from recog.config import Config
-from recog.data.utterance import DataError, Rejections
-from recog.decode.decoder import make_decoder
+from recog.data.utterance import DataError, Rejections, Utterance
+from recog.decode.decoder import Decoder, make_decoder
 from recog.lockfile import exp_lock
-from recog.metrics import score, write_score, write_text, write_trn
+from recog.metrics import Score, score, write_score, write_text, write_trn
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel
 from recog.report import pictures, report
 from recog.stages.corpora import get_task
 from recog.stages.features import dataset
 from recog.stages.finetune import apply_checkpoint_setup
+from recog.tasks import Task
 from recog.threads import set_threads
 from recog.tokens import Vocabulary
 from recog.train import run_model
@@ -64,49 +66,68 @@ def _decode(cfg: Config, overridden: Collection[str] = ()) -> dict:
     task = get_task(cfg)
     rejections = Rejections(cfg.data.skip_bad)
     results: dict = {"checkpoint": str(ckpt), "epoch": payload.get("epoch"),
-                     "metrics": list(task.metrics), "results_dir": str(results_dir),
-                     "splits": {}}
+                     "metrics": list(task.metrics), "selection": task.selection,
+                     "results_dir": str(results_dir), "splits": {}}
     for split in cfg.decode_splits:
         ds, utts = dataset(cfg, split, vocab, rejections=rejections,
                            max_frames=cfg.decode.batch_frames,
                            normalize=model.options.normalize)
-        hyps: dict[str, list[str]] = {}
-        for batch, log_probs, out_lens in run_model(model, ds, cfg.decode.batch_frames, device):
-            inside = torch.arange(log_probs.shape[1], device=device)[None] < out_lens[:, None]
-            finite = (torch.isfinite(log_probs).all(dim=2) | ~inside).all(dim=1)
-            for k in (~finite).nonzero().flatten().tolist():
-                i = batch.indices[k]
-                rejections.add(DataError(utts[i].source, f"utterance {utts[i].id}: the "
-                                         "model's output is not finite (NaN or inf)"))
-            keep = finite.nonzero().flatten()
-            if len(keep):
-                decoded = decoder(log_probs[keep], out_lens[keep])
-                for k, ids in zip(keep.tolist(), decoded, strict=True):
-                    hyps[ds.ids[batch.indices[k]]] = vocab.decode(ids)
-        refs = {u.id: list(u.tokens) for u in utts if u.id in hyps}
-        utt2spk = {u.id: u.speaker for u in utts if u.id in hyps}
-        out = results_dir / split
-        scored, first_score = {}, None
-        for name, normalize in task.metrics.items():
-            s = score(refs, hyps, normalize, utt2spk)
-            first_score = first_score or s
-            write_score(s, out / name, f"{cfg.recipe} / {cfg.name}: {split} {name}")
-            scored[name] = {k: v for k, v in s.as_dict().items() if k != "per_speaker"}
-            scored[name]["speakers"] = len(s.per_speaker)
-        first = next(iter(task.metrics.values()))
-        as_text = {"ref": {k: task.to_text(first(v)) for k, v in refs.items()},
-                   "hyp": {k: task.to_text(first(v)) for k, v in hyps.items()}}
-        for side, entries in as_text.items():
-            write_text(out / f"{side}.txt", {k: v.split(" ") if v else [] for k, v in
-                                             entries.items()})
-            write_trn(out / f"{side}.trn", {k: [v] for k, v in entries.items()})
-        write_text(out / "hyp.tokens.txt", hyps)
+        hyps = hypotheses(model, ds, utts, decoder, vocab, cfg.decode.batch_frames, device,
+                          rejections)
+        scored, scores = score_split(task, utts, hyps, results_dir / split,
+                                     f"{cfg.recipe} / {cfg.name}: {split}")
         results["splits"][split] = scored
         if split == cfg.decode_splits[-1]:  # the last test split gets the pictures
             results["pictures"] = pictures(cfg, model, vocab, task, ds, utts, hyps,
-                                           first_score, results_dir, device)
+                                           scores[task.selection], results_dir, device)
     skipped = [e.as_dict() for e in rejections.items]
     results["skipped"] = skipped
     atomic_write_text(results_dir / "scores.json", json.dumps(results, indent=1))
     atomic_write_text(results_dir / "report.md", report(cfg, results, exp_dir))
     return results
+
+
+def hypotheses(model: CTCModel, ds: CTCDataset, utts: list[Utterance], decoder: Decoder,
+               vocab: Vocabulary, batch_frames: int, device: torch.device,
+               rejections: Rejections) -> dict[str, list[str]]:
+    """The decoded tokens of every utterance of ``ds``; one whose output is not finite is
+    a rejection (an error unless ``data.skip_bad``) and gets no hypothesis."""
+    hyps: dict[str, list[str]] = {}
+    for batch, log_probs, out_lens in run_model(model, ds, batch_frames, device):
+        inside = torch.arange(log_probs.shape[1], device=device)[None] < out_lens[:, None]
+        finite = (torch.isfinite(log_probs).all(dim=2) | ~inside).all(dim=1)
+        for k in (~finite).nonzero().flatten().tolist():
+            i = batch.indices[k]
+            rejections.add(DataError(utts[i].source, f"utterance {utts[i].id}: the "
+                                     "model's output is not finite (NaN or inf)"))
+        keep = finite.nonzero().flatten()
+        if len(keep):
+            decoded = decoder(log_probs[keep], out_lens[keep])
+            for k, ids in zip(keep.tolist(), decoded, strict=True):
+                hyps[ds.ids[batch.indices[k]]] = vocab.decode(ids)
+    return hyps
+
+
+def score_split(task: Task, utts: list[Utterance], hyps: dict[str, list[str]], out: Path,
+                title: str) -> tuple[dict, dict[str, Score]]:
+    """Score the hypotheses of a split with each of the task's metrics, into ``out``: per
+    metric its report and scores; ref/hyp as Kaldi text and sclite trn (as the selection
+    metric scores them) and the hypotheses' tokens. Returns the table (per metric, the
+    totals and the number of speakers) and the Scores."""
+    refs = {u.id: list(u.tokens) for u in utts if u.id in hyps}
+    utt2spk = {u.id: u.speaker for u in utts if u.id in hyps}
+    scored, scores = {}, {}
+    for name, normalize in task.metrics.items():
+        s = scores[name] = score(refs, hyps, normalize, utt2spk)
+        write_score(s, out / name, f"{title} {name}")
+        scored[name] = {k: v for k, v in s.as_dict().items() if k != "per_speaker"}
+        scored[name]["speakers"] = len(s.per_speaker)
+    chosen = task.metrics[task.selection]
+    as_text = {"ref": {k: task.to_text(chosen(v)) for k, v in refs.items()},
+               "hyp": {k: task.to_text(chosen(v)) for k, v in hyps.items()}}
+    for side, entries in as_text.items():
+        write_text(out / f"{side}.txt", {k: v.split(" ") if v else [] for k, v in
+                                         entries.items()})
+        write_trn(out / f"{side}.trn", {k: [v] for k, v in entries.items()})
+    write_text(out / "hyp.tokens.txt", hyps)
+    return scored, scores

@@ -8,16 +8,14 @@ from pathlib import Path
 
 import torch
 
-from recog.augment import AugmentOptions, perturbed_copies
+from recog.augment import AugmentOptions
 from recog.batching import CTCDataset, normalization
 from recog.config import Config
 from recog.data.utterance import DataError, Rejections, Utterance
 from recog.features.cache import FeatureCache, build_cache
-from recog.features.ink_augment import ink_copies
 from recog.models.ctc import CTCModel, ctc_min_frames
 from recog.stages.corpora import get_task
 from recog.stages.prepare import load_split
-from recog.tasks import InkTask, SpeechTask, TimitTask
 from recog.tokens import Vocabulary
 
 log = logging.getLogger("recog")
@@ -53,21 +51,10 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
     rejections = rejections if rejections is not None else Rejections()
     task = get_task(cfg)
     utts = load_split(cfg, split)
-    copies = augment is not None and augment.copies
-    if copies:
-        if not isinstance(task, SpeechTask | TimitTask):
-            raise ValueError("augment.speed_factors and augment.noise_prob perturb audio: "
-                             "they are for speech corpora")
-        utts = perturbed_copies(utts, augment)
-        copy_key = {k: v for k, v in augment.as_dict().items()
-                    if k in ("speed_factors", "noise_prob", "noise_snr", "vtlp", "seed")}
-        cache = features(cfg, split, utts, f"{split}-perturbed", {"perturb": copy_key})
-    elif augment is not None and augment.ink.copies > 0:
-        if not isinstance(task, InkTask):
-            raise ValueError("augment.ink perturbs pen strokes: it is for ink corpora")
-        utts = ink_copies(utts, augment.ink, augment.seed)
-        cache = features(cfg, split, utts, f"{split}-ink-augmented",
-                         {"ink_augment": {**augment.ink.as_dict(), "seed": augment.seed}})
+    made = task.copies(utts, augment) if augment is not None else None
+    if made is not None:  # the training copies replace the split
+        utts, name, key = made
+        cache = features(cfg, split, utts, f"{split}-{name}", key)
     else:
         cache = features(cfg, split)
     dropped = Rejections(skip_bad=True)  # sped-up copies that no longer fit: a warning
@@ -94,8 +81,7 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
         if model is not None:
             frames = int(model.output_lengths(torch.tensor(int(cache.lengths[i]))))
             if frames < ctc_min_frames(ids):
-                copy = u.extra.get("speed", 1.0) != 1.0 or "ink_seed" in u.extra
-                sink = dropped if copy else rejections
+                sink = dropped if task.resized(u) else rejections
                 sink.add(DataError(
                     u.source, f"utterance {u.id}: {frames} output frames cannot hold its "
                     f"{len(ids)} labels under CTC (needs {ctc_min_frames(ids)}); "

@@ -38,7 +38,7 @@ def apply_checkpoint_setup(cfg: Config, payload: dict, checkpoint: str | Path,
     that the user set (``overridden`` holds dotted keys, or ``features`` for the whole group)
     to a value other than the checkpoint's is an error naming the key."""
     saved = (payload.get("config") or {}).get("features")
-    front_end = get_task(cfg).feature_key["front_end"]  # audio | pen
+    front_end = get_task(cfg).front_end  # the features group of the corpus's modality
     if not saved or front_end not in saved:
         raise DataError(checkpoint, f"checkpoint holds no features.{front_end} options (it was "
                         "not trained on this modality, or by a recog-train that saved them)")

@@ -70,7 +70,8 @@ def tune(cfg: Config) -> list[dict]:
     if not isinstance(base, BeamSearch):
         raise ValueError("tuning needs decode.method=beam")
     refs = {u.id: list(u.tokens) for u in utts}
-    name, normalize = next(iter(task.metrics.items()))
+    name = task.selection
+    normalize = task.metrics[name]
     d = cfg.decode
     grids = {"lm_weight": d.lm_weights or [d.lm_weight],
              "insertion_bonus": d.insertion_bonuses or [d.insertion_bonus]}
@@ -81,10 +82,9 @@ def tune(cfg: Config) -> list[dict]:
     bar = Progress(len(points), f"tuning on {cfg.corpus.dev_split}", cfg.trainer.progress)
     for done, point in enumerate(points, 1):
         row = dict(zip(grids, point, strict=True))
-        for key, value in row.items():
-            setattr(base.options, key, value)
+        search = base.with_options(**row)
         hyps = {ds.ids[i]: vocab.decode(ids) for idx, lp, n in outputs
-                for i, ids in zip(idx, base(lp, n), strict=True)}
+                for i, ids in zip(idx, search(lp, n), strict=True)}
         rows.append({**row, name: score(refs, hyps, normalize).total.rate})
         bar.update(done, f"best {name} {min(r[name] for r in rows):.2f} %")
     return sorted(rows, key=lambda r: r[name])

@@ -22,7 +22,6 @@ from recog.models.ctc import CTCModel
 from recog.stages.corpora import get_task
 from recog.stages.features import dataset, features
 from recog.stages.prepare import load_split
-from recog.tasks import SpeechTask, TimitTask
 from recog.threads import set_threads
 from recog.tokens import Vocabulary
 from recog.train import fit
@@ -80,13 +79,9 @@ def _train(cfg: Config, config_dict: dict, init: ModelInit | None) -> dict:
     log.info("model: %s, %d parameters, %d tokens; %s %d utts (%d frames), %s %d utts",
              asdict(cfg.model), n_params, len(vocab), train_split, len(train_set),
              int(train_set.lengths.sum()), dev_split, len(dev_set))
-    normalize = next(iter(task.metrics.values()))
-    spec = None
-    if cfg.augment.spec_augment:
-        blocks = cfg.features.audio.delta_order + 1 if isinstance(
-            task, SpeechTask | TimitTask) else 1
-        spec = SpecAugment(cfg.augment, blocks, model.feat_mean)
+    spec = (SpecAugment(cfg.augment, task.feature_blocks, model.feat_mean)
+            if cfg.augment.spec_augment else None)
     result = fit(model, vocab, train_set, dev_set, cfg.optim, cfg.trainer, exp_dir,
-                 config_dict, normalize, optimizer, spec)
+                 config_dict, task.metrics[task.selection], optimizer, spec)
     result["skipped"] = skipped
     return result
