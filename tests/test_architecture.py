@@ -81,3 +81,14 @@ def test_only_the_cli_imports_hydra_or_omegaconf() -> None:
             offenders += [f"{name}: {n}" for n in names
                           if n.split(".")[0] in ("hydra", "omegaconf")]
     assert offenders == []
+
+
+def test_no_function_in_recog_is_longer_than_80_lines() -> None:
+    long = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80:
+                    long.append(f"{name}.{node.name}: {lines} lines")
+    assert long == []
