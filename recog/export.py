@@ -22,6 +22,7 @@ from recog.atomic import atomic_path, atomic_write_text
 from recog.data.utterance import DataError
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel
+from recog.tasks import checkpoint_front_end
 
 FORMATS = ("torchscript", "onnx")
 TOLERANCE = 1e-4  # largest |log-prob| difference from the eager model an export may have
@@ -83,8 +84,11 @@ def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...]
             export_onnx(scripted, model, tmp, checkpoint)
         written.append(out / "model.onnx")
     atomic_write_text(out / "tokens.json", json.dumps(list(vocab.tokens), ensure_ascii=False))
-    features = (payload.get("config") or {}).get("features", {})
-    atomic_write_text(out / "front_end.json", json.dumps(features, indent=1))
+    try:
+        front_end = checkpoint_front_end(payload, checkpoint)
+    except DataError:  # a bare checkpoint: nothing to say of its features
+        front_end = {}
+    atomic_write_text(out / "front_end.json", json.dumps(front_end, indent=1))
     return written + [out / "tokens.json", out / "front_end.json"]
 
 

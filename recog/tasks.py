@@ -41,6 +41,7 @@ class Task(Protocol):
     metrics: dict[str, Normalizer]  # name -> how a token sequence is scored
     selection: str  # the metric that chooses the model (best.pt) and tunes the LM
     characters: bool  # the tokens are characters: the text is their concatenation
+    token_kind: str  # phones | chars | list (a token list, whose spellings say no more)
 
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary: ...
     def targets(self, utt: Utterance) -> list[str]: ...
@@ -137,6 +138,7 @@ class TimitTask(_Speech):
     metrics: ClassVar[dict[str, Normalizer]] = {"PER": _fold39}
     selection: ClassVar[str] = "PER"
     characters: ClassVar[bool] = False
+    token_kind: ClassVar[str] = "phones"
 
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary:
         return timit_vocabulary(self.phone_set)
@@ -173,6 +175,10 @@ class SpeechTask(_Speech):
     def characters(self) -> bool:
         return self.tokens == "chars"
 
+    @property
+    def token_kind(self) -> str:
+        return self.tokens
+
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary:
         if self.token_list:
             return Vocabulary.from_symbols(self.token_list)
@@ -196,6 +202,7 @@ class InkTask:
     metrics: ClassVar[dict[str, Normalizer]] = {"CER": list, "WER": _words}
     selection: ClassVar[str] = "CER"
     characters: ClassVar[bool] = True
+    token_kind: ClassVar[str] = "chars"
     feature_blocks: ClassVar[int] = 1
 
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary:
@@ -251,3 +258,85 @@ class InkTask:
 
 # A corpus's modality (corpus.modality of a manifest or Kaldi directory) -> its task class
 MODALITIES: dict[str, type] = {"speech": SpeechTask, "ink": InkTask}
+
+
+# --------------------------------------------------------------------------- checkpoints
+FRONT_END_VERSION = 1  # of the record below
+
+
+def front_end_record(task: Task) -> dict:
+    """The small versioned record a checkpoint keeps of its front end (``front_end``):
+    the modality, the task that reads and scores it, its feature options under the config's
+    group name (``audio`` or ``pen``), its token kind and metrics. Transcription, decoding,
+    fine-tuning and export read only this, never the training run's config."""
+    kind = {TimitTask: "timit", SpeechTask: "speech", InkTask: "ink"}[type(task)]
+    record: dict = {"version": FRONT_END_VERSION, "modality": task.modality, "task": kind,
+                    task.front_end: task.features.as_dict(), "token_kind": task.token_kind,
+                    "metrics": list(task.metrics), "selection": task.selection}
+    if isinstance(task, TimitTask):
+        record["phone_set"] = task.phone_set
+    elif isinstance(task, SpeechTask):
+        record["tokens"], record["token_list"] = task.tokens, list(task.token_list)
+    return record
+
+
+def task_of_record(record: dict, path: str | Path) -> Task:
+    """The task a checkpoint's front-end record describes; a record this version cannot
+    read is a DataError naming the checkpoint."""
+    from recog.options import from_dict
+
+    if not isinstance(record, dict) or record.get("version") != FRONT_END_VERSION:
+        raise DataError(path, f"front-end record of version {record.get('version')!r}; this "
+                        f"recog reads version {FRONT_END_VERSION}")
+    kind = record.get("task")
+    try:
+        if kind == "timit":
+            return TimitTask(int(record["phone_set"]), from_dict(AudioFeatureOptions,
+                                                                 record["audio"]))
+        if kind == "speech":
+            return SpeechTask(from_dict(AudioFeatureOptions, record["audio"]),
+                              str(record["tokens"]), tuple(record.get("token_list", ())))
+        if kind == "ink":
+            return InkTask(from_dict(PenFeatureOptions, record["pen"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(path, f"front-end record does not fit this version: {e}") from None
+    raise DataError(path, f"front-end record of an unknown task {kind!r}")
+
+
+def checkpoint_front_end(payload: dict, path: str | Path) -> dict:
+    """A checkpoint's front-end record: its own (``front_end``), or for a checkpoint of
+    format 1 or 2, which kept the training run's whole config instead, the record made from
+    the few keys of that config that say it (the one migration of the old layout)."""
+    if "front_end" in payload:
+        return payload["front_end"]
+    config = payload.get("config") or {}
+    corpus, features = config.get("corpus") or {}, config.get("features") or {}
+    if not (isinstance(corpus, dict) and isinstance(features, dict) and (corpus or features)):
+        raise DataError(path, "checkpoint holds no front-end record and no training config "
+                        "(corpus, features) to make one from")
+    return front_end_record(_migrated_task(corpus, features, path))
+
+
+def _migrated_task(corpus: dict, features: dict, path: str | Path) -> Task:
+    """The task of a format-2 checkpoint's ``config["corpus"]`` and ``["features"]``, as
+    that version's corpus registry chose it (absent keys at their defaults then)."""
+    from recog.data.fsdd import DIGIT_WORDS
+    from recog.options import from_dict
+
+    name = corpus.get("name", "timit")
+    ink = name == "iamondb" or (name in ("manifest", "kaldi_dir")
+                                and corpus.get("modality") == "ink")
+    group = "pen" if ink else "audio"
+    if group not in features:
+        raise DataError(path, f"checkpoint config holds no features.{group} options")
+    try:
+        if ink:
+            return InkTask(from_dict(PenFeatureOptions, features["pen"]))
+        audio = from_dict(AudioFeatureOptions, features["audio"])
+    except DataError as e:
+        raise DataError(path, f"checkpoint config does not fit this version: {e}") from None
+    if name == "timit":
+        return TimitTask(int(corpus.get("phone_set", 61)), audio)
+    if name == "fsdd":
+        return SpeechTask(audio, "chars", tuple(sorted(set("".join(DIGIT_WORDS)))))
+    return SpeechTask(audio, str(corpus.get("tokens", "phones")))

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from recog.atomic import atomic_write_text
 from recog.batching import GroupNormalization, bucket_batches
-from recog.config import Config, ConfigError, from_dict
 from recog.data.manifest import INK_SUFFIXES
 from recog.data.utterance import DataError, Utterance
 from recog.decode.beam import Hypothesis
@@ -26,7 +25,7 @@ from recog.decode.decoder import DecodeOptions
 from recog.decode.decoder import make_decoder as make_search
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel
-from recog.tasks import Task
+from recog.tasks import Task, checkpoint_front_end, task_of_record
 from recog.tokens import Vocabulary, fold_timit
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]
@@ -94,19 +93,6 @@ def kaldi_line(key: str, text: str) -> str:
     return f"{key} {text}".rstrip()
 
 
-def checkpoint_config(payload: dict, path: str | Path) -> Config:
-    """The typed config a checkpoint was trained with (a token list file is not needed:
-    the vocabulary is in the checkpoint)."""
-    saved = payload.get("config")
-    if not saved or "corpus" not in saved:
-        raise DataError(path, "checkpoint holds no training config (corpus, features)")
-    try:
-        cfg = from_dict(Config, saved)
-    except ConfigError as e:
-        raise DataError(path, f"checkpoint config does not fit this version: {e}") from None
-    return replace(cfg, corpus=replace(cfg.corpus, token_list=None))
-
-
 def read_list(path: str | Path, scp: bool) -> list[tuple[str, Path]]:
     """(key, file) per line of a Kaldi ``wav.scp`` (``<key> <path>``; commands refused) or
     of a list of paths (one a line, keyed by file name without suffix). Relative paths are
@@ -144,11 +130,10 @@ class Transcriber:
     def load(cls, checkpoint: str | Path, opts: TranscribeOptions = TranscribeOptions()
              ) -> Transcriber:
         from recog.distributed import available_device
-        from recog.pipeline import get_task
 
         device = available_device(opts.device, "--device")
         model, vocab, payload = load_checkpoint(checkpoint, device)
-        task = get_task(checkpoint_config(payload, checkpoint))
+        task = task_of_record(checkpoint_front_end(payload, checkpoint), checkpoint)
         if opts.fold39:
             try:
                 fold_timit(vocab.tokens[1:], 39)

@@ -8,7 +8,8 @@ import difflib
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from recog.config import Config, ConfigError
+from recog.config import Config
+from recog.data.utterance import ConfigError
 
 
 def register() -> None:

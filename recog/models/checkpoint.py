@@ -1,5 +1,5 @@
-"""Self-contained checkpoints: weights, vocabulary, resolved config and training state in one
-file, written atomically (temporary file, fsync, rename).
+"""Self-contained checkpoints: weights, vocabulary, the front-end record, the run's config
+and training state in one file, written atomically (temporary file, fsync, rename).
 
 A checkpoint is something users download and share, so reading one must never run code:
 every payload holds tensors and plain Python values only and is read with
@@ -25,10 +25,13 @@ from recog.models.ctc import CTCModel, ModelOptions
 from recog.tokens import Vocabulary
 
 # The payload layout: 1 = model, model_options, input_dim, vocab, config (+ training state);
-# 2 = the same, tensors and plain values only, with a "sha256" of the rest (content_hash).
-# Layout 1 files are still read (weights_only as well), without an integrity check.
-FORMAT_VERSION = 2
-_READABLE = (1, 2)
+# 2 = the same, tensors and plain values only, with a "sha256" of the rest (content_hash);
+# 3 = the same plus "front_end", the versioned record of the front end that transcription,
+# decoding, fine-tuning and export read (recog.tasks.front_end_record); "config" stays as
+# the run's provenance and is read only to migrate layouts 1 and 2
+# (recog.tasks.checkpoint_front_end). Layout 1 files are read without an integrity check.
+FORMAT_VERSION = 3
+_READABLE = (1, 2, 3)
 _REQUIRED = ("model", "model_options", "input_dim", "vocab")
 
 

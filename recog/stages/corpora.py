@@ -10,10 +10,10 @@ from pathlib import Path
 
 from recog import distributed
 from recog.batching import NORMALIZATIONS
-from recog.config import Config, ConfigError
+from recog.config import Config
 from recog.data import fsdd, iamondb, manifest, timit
 from recog.data.timit_speakers import SPLIT_SIZES
-from recog.data.utterance import Corpus
+from recog.data.utterance import ConfigError, Corpus
 from recog.tasks import MODALITIES, InkTask, SpeechTask, Task, TimitTask
 
 

@@ -41,7 +41,7 @@ def load_model(cfg: Config, overridden: Collection[str] = ()
     ckpt = ckpt if ckpt.is_file() else exp_dir / cfg.decode.checkpoint
     device = distributed.available_device(cfg.trainer.device, "trainer.device")
     model, vocab, payload = load_checkpoint(ckpt, device)
-    if (payload.get("config") or {}).get("features"):  # else: an older, bare checkpoint
+    if "front_end" in payload or (payload.get("config") or {}).get("features"):  # else bare
         cfg = apply_checkpoint_setup(cfg, payload, ckpt, overridden)
     else:
         log.warning("%s holds no front-end options: features as configured", ckpt)

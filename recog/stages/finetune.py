@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from recog.config import Config, from_dict
+from recog.config import Config
 from recog.data.utterance import DataError
 from recog.features.cache import FeatureCache, feature_stats
 from recog.finetune import (
@@ -25,8 +25,10 @@ from recog.finetune import (
 )
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel, ModelOptions
+from recog.options import from_dict
 from recog.stages.corpora import get_task
 from recog.stages.train import train
+from recog.tasks import checkpoint_front_end
 from recog.tokens import Vocabulary
 
 log = logging.getLogger("recog.finetune")
@@ -37,13 +39,13 @@ def apply_checkpoint_setup(cfg: Config, payload: dict, checkpoint: str | Path,
     """``cfg`` with the checkpoint's front-end options and network shape. A feature option
     that the user set (``overridden`` holds dotted keys, or ``features`` for the whole group)
     to a value other than the checkpoint's is an error naming the key."""
-    saved = (payload.get("config") or {}).get("features")
+    record = checkpoint_front_end(payload, checkpoint)
     front_end = get_task(cfg).front_end  # the features group of the corpus's modality
-    if not saved or front_end not in saved:
+    if front_end not in record:
         raise DataError(checkpoint, f"checkpoint holds no features.{front_end} options (it was "
                         "not trained on this modality, or by a recog-train that saved them)")
     current = getattr(cfg.features, front_end)
-    wanted = from_dict(type(current), saved[front_end], f"features.{front_end}.")
+    wanted = from_dict(type(current), record[front_end], f"features.{front_end}.")
     for key, value in vars(wanted).items():
         full = f"features.{front_end}.{key}"
         mine = getattr(current, key)
@@ -66,7 +68,7 @@ def finetune(cfg: Config, opts: FinetuneOptions, overridden: Collection[str] = (
     normalize = cfg.model.normalize  # the one model option fine-tuning may change
     cfg = apply_checkpoint_setup(cfg, payload, opts.checkpoint, overridden)
     cfg = replace(cfg, model=replace(cfg.model, normalize=normalize))
-    old_kind = token_kind((payload.get("config") or {}).get("corpus") or {})
+    old_kind = checkpoint_front_end(payload, opts.checkpoint)["token_kind"]
     new_kind = token_kind(cfg.corpus)
     rule = transfer_rule(opts.transfer, old_kind, new_kind)
     transfer: dict[str, object] = {}

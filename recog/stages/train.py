@@ -22,6 +22,7 @@ from recog.models.ctc import CTCModel
 from recog.stages.corpora import get_task
 from recog.stages.features import dataset, features
 from recog.stages.prepare import load_split
+from recog.tasks import front_end_record
 from recog.threads import set_threads
 from recog.tokens import Vocabulary
 from recog.train import fit
@@ -82,6 +83,7 @@ def _train(cfg: Config, config_dict: dict, init: ModelInit | None) -> dict:
     spec = (SpecAugment(cfg.augment, task.feature_blocks, model.feat_mean)
             if cfg.augment.spec_augment else None)
     result = fit(model, vocab, train_set, dev_set, cfg.optim, cfg.trainer, exp_dir,
-                 config_dict, task.metrics[task.selection], optimizer, spec)
+                 config_dict, task.metrics[task.selection], optimizer, spec,
+                 front_end=front_end_record(task))
     result["skipped"] = skipped
     return result

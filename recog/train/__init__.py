@@ -36,9 +36,10 @@ __all__ = ["PRECISIONS", "BatchTooLarge", "Diverged", "Interrupted", "OptimOptio
 def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCDataset,
         optim: OptimOptions, trainer: TrainerOptions, exp_dir: str | Path, config: dict,
         normalize: Callable[[Sequence[str]], Sequence[str]] = tuple,
-        optimizer: torch.optim.Optimizer | None = None, augment: Augment | None = None
-        ) -> dict:
+        optimizer: torch.optim.Optimizer | None = None, augment: Augment | None = None,
+        front_end: dict | None = None) -> dict:
     """``recog.train.loop.fit`` with this package's ``ctc_loss`` and ``evaluate`` (see the
     module's docstring): train into ``exp_dir``, write best.pt/last.pt, return the history."""
     return loop.fit(model, vocab, train_set, dev_set, optim, trainer, exp_dir, config,
-                    normalize, optimizer, augment, loss_fn=ctc_loss, evaluate_fn=evaluate)
+                    normalize, optimizer, augment, loss_fn=ctc_loss, evaluate_fn=evaluate,
+                    front_end=front_end)

@@ -90,9 +90,10 @@ class Checkpointer:
     one; only the main one (rank 0) writes."""
 
     def __init__(self, exp_dir: Path, model: CTCModel, vocab: Vocabulary, config: dict,
-                 order: dict[str, object], world: World):
+                 order: dict[str, object], world: World, front_end: dict | None = None):
         self.exp_dir, self.model, self.vocab, self.config = exp_dir, model, vocab, config
         self.order, self.world = order, world
+        self.front_end = {} if front_end is None else {"front_end": front_end}
         self.last, self.best = exp_dir / "last.pt", exp_dir / "best.pt"
 
     def start(self, opts: TrainerOptions, optimizer: torch.optim.Optimizer,
@@ -151,13 +152,13 @@ class Checkpointer:
                             scheduler=scheduler.state_dict(),
                             rng=p["rng"], position=p["position"],
                             global_step=p["global_step"], world_size=self.world.size,
-                            data_order=self.order)
+                            data_order=self.order, **self.front_end)
 
     def save_best(self, epoch: int, dev_error_rate: float) -> None:
         """The model now, as best.pt (rank 0 only)."""
         if self.world.is_main:
             save_checkpoint(self.best, self.model, self.vocab, self.config, epoch=epoch,
-                            dev_error_rate=dev_error_rate)
+                            dev_error_rate=dev_error_rate, **self.front_end)
 
     def save_history(self, history: list[dict]) -> None:
         """The per-epoch records as history.json (rank 0 only)."""

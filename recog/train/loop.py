@@ -71,7 +71,8 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
         optim: OptimOptions, trainer: TrainerOptions, exp_dir: str | Path, config: dict,
         normalize: Callable[[Sequence[str]], Sequence[str]] = tuple,
         optimizer: torch.optim.Optimizer | None = None, augment: Augment | None = None,
-        loss_fn: LossFn = ctc_loss, evaluate_fn: Evaluate = evaluate) -> dict:
+        loss_fn: LossFn = ctc_loss, evaluate_fn: Evaluate = evaluate,
+        front_end: dict | None = None) -> dict:
     """Train until ``opts.epochs`` or early stopping; write best.pt/last.pt; return history.
 
     ``best.pt`` is chosen on the dev error rate only. With ``trainer.resume`` and an existing
@@ -81,7 +82,8 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
     ``optimizer`` replaces the configured one (fine-tuning: param groups, frozen layers).
     ``augment`` (features, lengths) -> features changes each training batch (SpecAugment);
     evaluation and decoding never see it. ``loss_fn`` and ``evaluate_fn`` compute a batch's
-    loss and the dev figures (``ctc_loss``, ``recog.evaluate.evaluate``).
+    loss and the dev figures (``ctc_loss``, ``recog.evaluate.evaluate``). ``front_end`` is
+    the record every checkpoint keeps of the front end (``recog.tasks.front_end_record``).
     """
     exp_dir, opts = Path(exp_dir), trainer
     world = current_world()
@@ -93,7 +95,8 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
     scheduler = Plateau(optimizer, mode="min", factor=optim.lr_decay,
                         patience=optim.lr_patience)
     checkpointer = Checkpointer(exp_dir, model, vocab, config,
-                                data_order(opts, config, train_set, dev_set, model, vocab), world)
+                                data_order(opts, config, train_set, dev_set, model, vocab), world,
+                                front_end)
     state = checkpointer.start(opts, optimizer, scheduler, device)
     net: torch.nn.Module = model
     if world.active:
