@@ -39,15 +39,20 @@ if run_stage 5; then
     echo "error: $exp_dir/results/: nothing decoded to score: run stage 4 (decode) first" >&2
     exit 2
   fi
+  # recog-decode wrote each metric's report and scores.json already: recog-score re-scores
+  # the ref/hyp text files on their own (as sclite would) and prints its line; its own
+  # report goes to a scratch folder, so nothing is written twice
+  scratch=$(mktemp -d)
   for split in $(ls "$exp_dir/results"); do
     [[ -f "$exp_dir/results/$split/hyp.txt" ]] || continue
     for unit in $score_units; do
       # shellcheck disable=SC2086  # the options are meant to split
       line=$(recog-score "$exp_dir/results/$split/ref.txt" "$exp_dir/results/$split/hyp.txt" \
-        ${unit#*:} --out "$exp_dir/results/$split/${unit%%:*}" | tail -n 1)  # a failure stops the run
+        ${unit#*:} --out "$scratch/$split/${unit%%:*}" | tail -n 1)  # a failure stops the run
       echo "$split ${unit%%:*}: $line"
     done
   done
+  rm -rf "$scratch"
 fi
 if run_stage 6; then
   echo "== stage 6: lm"
