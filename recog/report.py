@@ -36,6 +36,28 @@ def format_summary(summary: dict) -> str:
     return "\n".join(rows)
 
 
+def format_tuning(rows: list[dict], split: str) -> str:
+    """``recog-lm``'s grid, best first: each point's weights and its error rate on ``split``."""
+    *options, metric = list(rows[0])
+    lines = [" ".join(f"{o:>15}" for o in options) + f" {metric + ' %':>7}  ({split})"]
+    lines += [" ".join(f"{r[o]:>15.2f}" for o in options) + f" {r[metric]:>7.2f}"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def format_speakers(s: Score, seed: int = 0) -> str:
+    """``recog-score``'s table: per speaker N, correct, S, D, I and the error rate, then the
+    total with its bootstrap 95 % interval (``seed``)."""
+    lo, hi = s.confidence_interval(seed=seed)
+    lines = [f"{'speaker':<12} {'N':>7} {'Cor':>7} {'S':>6} {'D':>6} {'I':>6} {'ERR %':>7}"]
+    lines += [f"{spk:<12} {c.n:>7} {c.correct:>7} {c.sub:>6} {c.dele:>6} {c.ins:>6} "
+              f"{c.rate:>7.2f}" for spk, c in sorted(s.per_speaker.items())]
+    t = s.total
+    lines.append(f"{'total':<12} {t.n:>7} {t.correct:>7} {t.sub:>6} {t.dele:>6} {t.ins:>6} "
+                 f"{t.rate:>7.2f}  (95 % CI {lo:.2f}-{hi:.2f})")
+    return "\n".join(lines)
+
+
 def format_scores(results: dict) -> str:
     """The scores of every split and metric as a text table."""
     rows = [f"{'split':<10} {'metric':<6} {'spk':>4} {'utts':>5} {'N':>7} {'S':>6} {'D':>6} "

@@ -1,10 +1,11 @@
 """The modality-specific ends of the pipeline, behind one small interface: a task is one
-modality (speech or ink: ``MODALITIES``) with one token set. It owns how a source is read
-and turned into features (its front end, ``features``), the copies augmentation makes, the
-token set a model is trained on, how token sequences are scored (``metrics``, and the one
-that selects the model, ``selection``) and the picture of an utterance in a report.
-Everything between (cache, batching, model, loop, decoders) is shared and knows nothing of
-audio or ink."""
+modality (speech or ink; ``recog.stages.corpora.MODALITIES`` names them for the corpora
+that say theirs) with one token set. It owns how a source is read and turned into features
+(its front end, ``features``), the copies augmentation makes, the token set a model is
+trained on, how token sequences are scored (``metrics``, and the one that selects the
+model, ``selection``), the picture of an utterance in a report, and the record a checkpoint
+keeps of it. Everything between (cache, batching, model, loop, decoders) is shared and
+knows nothing of audio or ink."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from recog.features.audio import AudioFeatureOptions, audio_features
 from recog.features.ink_augment import ink_copies, perturbed_strokes
 from recog.features.pen import PenFeatureOptions, feature_points, pen_features
 from recog.features.perturb import perturb
+from recog.options import from_dict
 from recog.tokens import Vocabulary, fold_timit, timit_vocabulary
 
 Normalizer = Callable[[Sequence[str]], Sequence[str]]
@@ -42,6 +44,7 @@ class Task(Protocol):
     selection: str  # the metric that chooses the model (best.pt) and tunes the LM
     characters: bool  # the tokens are characters: the text is their concatenation
     token_kind: str  # phones | chars | list (a token list, whose spellings say no more)
+    kind: ClassVar[str]  # its name in a checkpoint's front-end record (TASKS)
 
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary: ...
     def targets(self, utt: Utterance) -> list[str]: ...
@@ -50,6 +53,7 @@ class Task(Protocol):
     def copies(self, utts: list[Utterance], augment: AugmentOptions
                ) -> tuple[list[Utterance], str, dict] | None: ...
     def resized(self, utt: Utterance) -> bool: ...
+    def record_options(self) -> dict: ...
     def picture(self, utt: Utterance, view: Picture) -> Path: ...
     @property
     def feature_key(self) -> dict: ...
@@ -139,6 +143,7 @@ class TimitTask(_Speech):
     selection: ClassVar[str] = "PER"
     characters: ClassVar[bool] = False
     token_kind: ClassVar[str] = "phones"
+    kind: ClassVar[str] = "timit"
 
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary:
         return timit_vocabulary(self.phone_set)
@@ -150,6 +155,13 @@ class TimitTask(_Speech):
     def to_text(self, tokens: Sequence[str]) -> str:
         return " ".join(tokens)
 
+    def record_options(self) -> dict:
+        return {"phone_set": self.phone_set}
+
+    @classmethod
+    def from_record(cls, record: dict) -> TimitTask:
+        return cls(int(record["phone_set"]), from_dict(AudioFeatureOptions, record["audio"]))
+
 
 @dataclass
 class SpeechTask(_Speech):
@@ -160,6 +172,7 @@ class SpeechTask(_Speech):
     features: AudioFeatureOptions
     tokens: str = "phones"  # chars | phones | list
     token_list: tuple[str, ...] = ()
+    kind: ClassVar[str] = "speech"
 
     @property
     def metrics(self) -> dict[str, Normalizer]:
@@ -190,6 +203,14 @@ class SpeechTask(_Speech):
     def to_text(self, tokens: Sequence[str]) -> str:
         return "".join(tokens) if self.characters else " ".join(tokens)
 
+    def record_options(self) -> dict:
+        return {"tokens": self.tokens, "token_list": list(self.token_list)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> SpeechTask:
+        return cls(from_dict(AudioFeatureOptions, record["audio"]), str(record["tokens"]),
+                   tuple(record.get("token_list", ())))
+
 
 @dataclass
 class InkTask:
@@ -204,6 +225,7 @@ class InkTask:
     characters: ClassVar[bool] = True
     token_kind: ClassVar[str] = "chars"
     feature_blocks: ClassVar[int] = 1
+    kind: ClassVar[str] = "ink"
 
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary:
         """Every character of the training transcripts (space included), sorted."""
@@ -255,9 +277,16 @@ class InkTask:
     def feature_key(self) -> dict:
         return {"front_end": self.front_end, **self.features.as_dict()}
 
+    def record_options(self) -> dict:
+        return {}
 
-# A corpus's modality (corpus.modality of a manifest or Kaldi directory) -> its task class
-MODALITIES: dict[str, type] = {"speech": SpeechTask, "ink": InkTask}
+    @classmethod
+    def from_record(cls, record: dict) -> InkTask:
+        return cls(from_dict(PenFeatureOptions, record["pen"]))
+
+
+# a front-end record's task kind -> its class (what reads a checkpoint's record back)
+TASKS: dict[str, type] = {"timit": TimitTask, "speech": SpeechTask, "ink": InkTask}
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -266,41 +295,31 @@ FRONT_END_VERSION = 1  # of the record below
 
 def front_end_record(task: Task) -> dict:
     """The small versioned record a checkpoint keeps of its front end (``front_end``):
-    the modality, the task that reads and scores it, its feature options under the config's
-    group name (``audio`` or ``pen``), its token kind and metrics. Transcription, decoding,
-    fine-tuning and export read only this, never the training run's config."""
-    kind = {TimitTask: "timit", SpeechTask: "speech", InkTask: "ink"}[type(task)]
-    record: dict = {"version": FRONT_END_VERSION, "modality": task.modality, "task": kind,
-                    task.front_end: task.features.as_dict(), "token_kind": task.token_kind,
-                    "metrics": list(task.metrics), "selection": task.selection}
-    if isinstance(task, TimitTask):
-        record["phone_set"] = task.phone_set
-    elif isinstance(task, SpeechTask):
-        record["tokens"], record["token_list"] = task.tokens, list(task.token_list)
-    return record
+    the modality, the task that reads and scores it (``kind`` and its own options), its
+    feature options under the config's group name (``audio`` or ``pen``), its token kind
+    and metrics. Transcription, decoding, fine-tuning and export read only this, never the
+    training run's config."""
+    return {"version": FRONT_END_VERSION, "modality": task.modality, "task": task.kind,
+            task.front_end: task.features.as_dict(), "token_kind": task.token_kind,
+            "metrics": list(task.metrics), "selection": task.selection,
+            **task.record_options()}
 
 
 def task_of_record(record: dict, path: str | Path) -> Task:
-    """The task a checkpoint's front-end record describes; a record this version cannot
-    read is a DataError naming the checkpoint."""
-    from recog.options import from_dict
-
+    """The task a checkpoint's front-end record describes (``TASKS``); a record this
+    version cannot read is a DataError naming the checkpoint."""
     if not isinstance(record, dict) or record.get("version") != FRONT_END_VERSION:
-        raise DataError(path, f"front-end record of version {record.get('version')!r}; this "
-                        f"recog reads version {FRONT_END_VERSION}")
+        version = record.get("version") if isinstance(record, dict) else None
+        raise DataError(path, f"front-end record of version {version!r}; this recog reads "
+                        f"version {FRONT_END_VERSION}")
     kind = record.get("task")
+    if kind not in TASKS:
+        raise DataError(path, f"front-end record of an unknown task {kind!r} (known: "
+                        f"{', '.join(TASKS)})")
     try:
-        if kind == "timit":
-            return TimitTask(int(record["phone_set"]), from_dict(AudioFeatureOptions,
-                                                                 record["audio"]))
-        if kind == "speech":
-            return SpeechTask(from_dict(AudioFeatureOptions, record["audio"]),
-                              str(record["tokens"]), tuple(record.get("token_list", ())))
-        if kind == "ink":
-            return InkTask(from_dict(PenFeatureOptions, record["pen"]))
+        return TASKS[kind].from_record(record)
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(path, f"front-end record does not fit this version: {e}") from None
-    raise DataError(path, f"front-end record of an unknown task {kind!r}")
 
 
 def checkpoint_front_end(payload: dict, path: str | Path) -> dict:
@@ -321,7 +340,6 @@ def _migrated_task(corpus: dict, features: dict, path: str | Path) -> Task:
     """The task of a format-2 checkpoint's ``config["corpus"]`` and ``["features"]``, as
     that version's corpus registry chose it (absent keys at their defaults then)."""
     from recog.data.fsdd import DIGIT_WORDS
-    from recog.options import from_dict
 
     name = corpus.get("name", "timit")
     ink = name == "iamondb" or (name in ("manifest", "kaldi_dir")

@@ -25,6 +25,7 @@ from recog.data.utterance import DataError
 from recog.distributed import env_world
 from recog.errors import guarded
 from recog.lockfile import exp_lock
+from recog.report import format_speakers, format_tuning
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 register()
@@ -152,11 +153,8 @@ def lm(cfg: DictConfig) -> None:
         print(stored)
         return
     rows = pipeline.tune(c)
-    *options, metric = list(rows[0])
-    print(" ".join(f"{o:>15}" for o in options) + f" {metric + ' %':>7}  "
-          f"({c.corpus.dev_split})")
-    for r in rows:
-        print(" ".join(f"{r[o]:>15.2f}" for o in options) + f" {r[metric]:>7.2f}")
+    *options, _ = list(rows[0])
+    print(format_tuning(rows, c.corpus.dev_split))
     write_tuned_setup(setup, c.decode, {**rows[0], "tuned_on": c.corpus.dev_split})
     print(stored)
     atomic_write_text(Path(c.decode.lm).with_name(f"{c.decode.results}.tune.json"),
@@ -209,14 +207,7 @@ def score(argv: list[str] | None = None) -> None:
     s = score_texts(refs, hyps, normalize, utt2spk)
     write_score(s, args.out or Path(args.hyp).parent, f"{args.hyp} against {args.ref}",
                 args.json, args.seed)
-    lo, hi = s.confidence_interval(seed=args.seed)
-    print(f"{'speaker':<12} {'N':>7} {'Cor':>7} {'S':>6} {'D':>6} {'I':>6} {'ERR %':>7}")
-    for spk, c in sorted(s.per_speaker.items()):
-        print(f"{spk:<12} {c.n:>7} {c.correct:>7} {c.sub:>6} {c.dele:>6} {c.ins:>6} "
-              f"{c.rate:>7.2f}")
-    t = s.total
-    print(f"{'total':<12} {t.n:>7} {t.correct:>7} {t.sub:>6} {t.dele:>6} {t.ins:>6} "
-          f"{t.rate:>7.2f}  (95 % CI {lo:.2f}-{hi:.2f})")
+    print(format_speakers(s, seed=args.seed))
 
 
 def _overridden_keys() -> list[str]:

@@ -7,7 +7,7 @@ features into log-probs. The loss is computed in the training loop, not here.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -18,10 +18,29 @@ from recog.models.cells import LAYERS, PeepholeOptions, StackedRecurrent
 from recog.models.convlstm import ConvLSTMFrontEnd, ConvLSTMOptions
 from recog.models.padded_lstm import LSTMStack
 
+
 # model.cell -> recurrent stack (recog.models.encoder's protocol); ``lstm`` is nn.LSTM
 # (cuDNN on GPU), the others the fused cells of recog.models.cells (equations in its
 # docstrings and in the README)
-CELLS = {"lstm": LSTMStack, **{cell: partial(StackedRecurrent, cell) for cell in LAYERS}}
+class _Cells(Mapping):
+    """``lstm`` and every layer of ``LAYERS`` (read when asked, so one line in LAYERS is
+    all a new cell needs)."""
+
+    def __getitem__(self, cell: str) -> Callable[..., nn.Module]:
+        if cell == "lstm":
+            return LSTMStack
+        if cell not in LAYERS:
+            raise KeyError(cell)
+        return partial(StackedRecurrent, cell)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["lstm", *LAYERS])
+
+    def __len__(self) -> int:
+        return 1 + len(LAYERS)
+
+
+CELLS: Mapping[str, Callable[..., nn.Module]] = _Cells()
 FRONTENDS = {"convlstm": ConvLSTMFrontEnd}  # model.frontend -> module before frame stacking
 
 

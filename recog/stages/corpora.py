@@ -14,7 +14,7 @@ from recog.config import Config
 from recog.data import fsdd, iamondb, manifest, timit
 from recog.data.timit_speakers import SPLIT_SIZES
 from recog.data.utterance import ConfigError, Corpus
-from recog.tasks import MODALITIES, InkTask, SpeechTask, Task, TimitTask
+from recog.tasks import InkTask, SpeechTask, Task, TimitTask
 
 
 def _read_timit(cfg: Config) -> Corpus:
@@ -74,16 +74,27 @@ def _read_fsdd(cfg: Config) -> Corpus:
                           (c.train_split, c.dev_split, c.test_splits[0]), cfg.data.skip_bad)
 
 
-def _byo_task(cfg: Config) -> Task:
+def _speech_task(cfg: Config) -> Task:
     c = cfg.corpus
-    if c.modality == "ink":
-        if c.tokens != "chars":
-            raise ValueError("ink corpora are transcribed in characters (corpus.tokens=chars)")
-        return InkTask(cfg.features.pen)
-    if c.modality not in MODALITIES:
-        raise ValueError(f"unknown corpus.modality {c.modality!r} ({' or '.join(MODALITIES)})")
     token_list = manifest.read_token_list(c.token_list) if c.token_list else ()
     return SpeechTask(cfg.features.audio, c.tokens, token_list)
+
+
+def _ink_task(cfg: Config) -> Task:
+    if cfg.corpus.tokens != "chars":
+        raise ValueError("ink corpora are transcribed in characters (corpus.tokens=chars)")
+    return InkTask(cfg.features.pen)
+
+
+# corpus.modality of a bring-your-own corpus (manifest, Kaldi directory) -> its task
+MODALITIES: dict[str, Callable[[Config], Task]] = {"speech": _speech_task, "ink": _ink_task}
+
+
+def _byo_task(cfg: Config) -> Task:
+    c = cfg.corpus
+    if c.modality not in MODALITIES:
+        raise ValueError(f"unknown corpus.modality {c.modality!r} ({' or '.join(MODALITIES)})")
+    return MODALITIES[c.modality](cfg)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from recog.batching import CTCDataset
 from recog.config import Config
 from recog.data.utterance import DataError, Rejections, Utterance
 from recog.decode.decoder import Decoder, make_decoder
+from recog.evaluate import run_model
 from recog.lockfile import exp_lock
 from recog.metrics import Score, score, write_score, write_text, write_trn
 from recog.models.checkpoint import load_checkpoint
@@ -26,7 +27,6 @@ from recog.stages.finetune import apply_checkpoint_setup
 from recog.tasks import Task
 from recog.threads import set_threads
 from recog.tokens import Vocabulary
-from recog.train import run_model
 
 log = logging.getLogger("recog")
 

@@ -41,6 +41,9 @@ def apply_checkpoint_setup(cfg: Config, payload: dict, checkpoint: str | Path,
     to a value other than the checkpoint's is an error naming the key."""
     record = checkpoint_front_end(payload, checkpoint)
     front_end = get_task(cfg).front_end  # the features group of the corpus's modality
+    model = ModelOptions.from_dict(payload["model_options"])
+    if front_end in record and not hasattr(cfg.features, front_end):
+        return replace(cfg, model=model)  # a modality whose options are not in the config
     if front_end not in record:
         raise DataError(checkpoint, f"checkpoint holds no features.{front_end} options (it was "
                         "not trained on this modality, or by a recog-train that saved them)")
@@ -56,7 +59,7 @@ def apply_checkpoint_setup(cfg: Config, payload: dict, checkpoint: str | Path,
         if mine != value:
             log.info("%s=%r: the checkpoint's (the configuration has %r)", full, value, mine)
     features = replace(cfg.features, **{front_end: wanted})
-    return replace(cfg, features=features, model=ModelOptions.from_dict(payload["model_options"]))
+    return replace(cfg, features=features, model=model)
 
 
 def finetune(cfg: Config, opts: FinetuneOptions, overridden: Collection[str] = ()) -> dict:

@@ -11,13 +11,13 @@ import torch
 from recog.atomic import atomic_write_text
 from recog.config import Config
 from recog.decode.decoder import BeamSearch, make_decoder
+from recog.evaluate import run_model
 from recog.metrics import score
 from recog.progress import Progress
 from recog.stages.corpora import get_task
 from recog.stages.decode import load_model
 from recog.stages.features import dataset
 from recog.stages.prepare import load_split
-from recog.train import run_model
 
 
 def train_lm(cfg: Config) -> dict[str, str]:
