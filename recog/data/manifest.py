@@ -24,7 +24,7 @@ from recog.data.audio import audio_info
 from recog.data.iamondb import read_line_strokes
 from recog.data.inkml import read_inkml, read_inkml_strokes
 from recog.data.limits import check_points
-from recog.data.utterance import DataError, Utterance, checked_id
+from recog.data.utterance import DataError, Utterance, checked_id, json_lines
 
 TOKENIZERS = ("chars", "phones", "list")
 
@@ -133,17 +133,7 @@ def read_manifest(path: str | Path, tokenizer: Tokenizer, modality: str = "speec
     if not path.is_file():
         raise DataError(path, "no such manifest file")
     out, seen = [], set()
-    for n, line in _lines(path):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(path, f"not JSON: {e.msg}", n) from None
-        except RecursionError:
-            raise DataError(path, "not JSON this reader accepts: nested too deeply", n) from None
-        if not isinstance(d, dict):
-            raise DataError(path, "not a JSON object", n)
+    for n, d in json_lines(path):
         missing = [k for k in ("id", "source") if k not in d]
         inkml = modality == "ink" and str(d.get("source", "")).lower().endswith(".inkml")
         if "text" not in d and "tokens" not in d and not inkml:

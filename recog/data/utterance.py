@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,26 +116,36 @@ def checked_id(uid: object, path: str | Path, line: int | None = None) -> str:
     return uid
 
 
+def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSONL file, for both readers of
+    them (recog's own splits and users' manifests); a line that is not UTF-8, not JSON,
+    nested too deeply or not an object is a DataError naming the file and line."""
+    for n, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(path, f"not UTF-8 text (byte {raw[e.start]:#04x} at column "
+                            f"{e.start + 1})", n) from None
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"not a JSON object (not JSON: {e.msg})", n) from None
+        except RecursionError:
+            raise DataError(path, "not a JSON object: nested too deeply", n) from None
+        if not isinstance(d, dict):
+            raise DataError(path, f"not a JSON object but a {type(d).__name__}", n)
+        yield n, d
+
+
 def read_jsonl(path: str | Path) -> list[Utterance]:
     """Read utterances written by ``write_jsonl`` (or by hand); errors name file and line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "no such manifest file")
     out = []
-    for n, raw in enumerate(path.read_bytes().split(b"\n"), 1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise DataError(path, f"not UTF-8 text: byte 0x{raw[e.start]:02x}", n) from None
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as e:
-            msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
-            raise DataError(path, f"not a JSON object: {msg}", n) from None
-        if not isinstance(d, dict):
-            raise DataError(path, f"not a JSON object but a {type(d).__name__}", n)
+    for n, d in json_lines(path):
         missing = [k for k in ("id", "source", "tokens") if k not in d]
         if missing:
             raise DataError(path, f"missing field(s) {', '.join(missing)}", n)
