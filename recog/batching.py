@@ -108,16 +108,25 @@ class Batch:
                      self.targets.pin_memory(), self.target_lengths.pin_memory())
 
 
+def pad(frames: Sequence[np.ndarray | torch.Tensor], dim: int
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Utterances' (T_i, dim) frames as one zero-padded (B, max T, dim) batch and their
+    lengths: the one padding path of training, decoding and transcription."""
+    lengths = torch.as_tensor([len(x) for x in frames], dtype=torch.long)
+    feats = np.zeros((len(frames), int(lengths.max()) if len(frames) else 0, dim), np.float32)
+    for row, x in enumerate(frames):
+        feats[row, : len(x)] = x.numpy() if isinstance(x, torch.Tensor) else x
+    return torch.from_numpy(feats), lengths
+
+
 def collate(dataset: CTCDataset, indices: Sequence[int]) -> Batch:
     """Pad the features of ``indices`` into one batch and concatenate their targets."""
-    lengths = torch.as_tensor(dataset.lengths[list(indices)], dtype=torch.long)
-    feats = np.zeros((len(indices), int(lengths.max()), dataset.cache.dim), np.float32)
-    for row, i in enumerate(indices):
-        x = dataset.cache[i]
-        feats[row, : lengths[row]] = x if dataset.norm is None else dataset.norm.apply(i, x)
+    frames = [dataset.cache[i] if dataset.norm is None else
+              dataset.norm.apply(i, dataset.cache[i]) for i in indices]
+    feats, lengths = pad(frames, dataset.cache.dim)
     targets = [dataset.targets[i] for i in indices]
     return Batch(
-        list(indices), torch.from_numpy(feats), lengths,
+        list(indices), feats, lengths,
         torch.as_tensor([t for seq in targets for t in seq], dtype=torch.long),
         torch.as_tensor([len(t) for t in targets], dtype=torch.long),
     )

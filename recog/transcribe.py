@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from recog.atomic import atomic_write_text
-from recog.batching import GroupNormalization, bucket_batches
+from recog.batching import GroupNormalization, bucket_batches, pad
 from recog.data.manifest import INK_SUFFIXES
 from recog.data.utterance import DataError, Utterance
 from recog.decode.beam import Hypothesis
@@ -243,10 +243,7 @@ class Transcriber:
         device = next(self.model.parameters()).device
         out: list[dict] = [{} for _ in files]
         for batch in bucket_batches([len(f) for f in feats], self.opts.batch_frames):
-            lengths = torch.tensor([len(feats[i]) for i in batch])
-            x = torch.zeros(len(batch), int(lengths.max()), feats[batch[0]].shape[1])
-            for row, i in enumerate(batch):
-                x[row, : len(feats[i])] = feats[i]
+            x, lengths = pad([feats[i] for i in batch], feats[batch[0]].shape[1])
             log_probs, out_lens = self.model(x.to(device), lengths.to(device))
             nbest = decoder.nbest(log_probs, out_lens)  # type: ignore[attr-defined]
             for row, (i, hyps) in enumerate(zip(batch, nbest, strict=True)):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from recog.decode.automaton import TokenAutomaton
+from recog.decode.greedy import check_decoder_input
 from recog.decode.lexicon import WordLM
 
 NEG_INF = float("-inf")
@@ -51,16 +52,10 @@ class Hypothesis:
 
 
 def check_inputs(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
-    """Raise ValueError naming the problem for log-probs a CTC decoder cannot take."""
-    if log_probs.dim() != 3:
-        raise ValueError(f"log_probs must be (batch, time, vocab), got shape "
-                         f"{tuple(log_probs.shape)}")
-    b, t, _ = log_probs.shape
-    if lengths.dim() != 1 or lengths.shape[0] != b:
-        raise ValueError(f"lengths must have shape ({b},), got {tuple(lengths.shape)}")
-    if b and (int(lengths.max()) > t or int(lengths.min()) < 0):
-        raise ValueError(f"lengths must lie in [0, {t}] (the log-probs' time axis), got "
-                         f"min {int(lengths.min())}, max {int(lengths.max())}")
+    """Raise ValueError naming the problem for log-probs a CTC decoder cannot take: the
+    shape and lengths (``check_decoder_input``), and a NaN within the lengths."""
+    check_decoder_input(log_probs, lengths)
+    t = log_probs.shape[1]
     if not bool(torch.isnan(log_probs.sum())):  # a NaN anywhere makes the sum NaN
         return
     frames = torch.arange(t, device=log_probs.device)[None, :] < lengths.to(

@@ -20,10 +20,11 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0
 
 def check_decoder_input(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
     """Raise ValueError unless ``log_probs`` is (B, T, V) and every length is in [0, T]:
-    a decoder given the wrong thing says so instead of decoding garbage or padding."""
+    a decoder given the wrong thing says so instead of decoding garbage or padding (every
+    decoder's check: the beam search adds one for NaN)."""
     if log_probs.dim() != 3:
-        raise ValueError(f"log_probs must be (batch, frames, tokens), got shape "
-                         f"{tuple(log_probs.shape)}")
+        raise ValueError(f"log_probs must be (batch, time, vocab), i.e. (batch, frames, "
+                         f"tokens): got shape {tuple(log_probs.shape)}")
     if lengths.dim() != 1 or len(lengths) != log_probs.shape[0]:
         raise ValueError(f"lengths must hold one length per utterance ({log_probs.shape[0]}), "
                          f"got shape {tuple(lengths.shape)}")
