@@ -13,6 +13,7 @@ options are written to ``front_end.json`` beside the model, the tokens to ``toke
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,3 +123,36 @@ def export_onnx(scripted: torch.jit.ScriptModule, model: CTCModel, path: str | P
         return tuple(session.run(None, {"feats": x.numpy(), "lengths": n.numpy()}))
 
     check_equal(model, run, "ONNX", checkpoint)
+
+
+def onnx_runner(model: CTCModel, checkpoint: str | Path, threads: int | None = None) -> Runner:
+    """The model's network as ONNX Runtime runs it: exported as ``recog-export`` does (into a
+    scratch folder; the export is checked against the model first), then a CPU session of
+    ``threads`` intra-op threads (torch's count by default) as a (feats, lengths) ->
+    (log_probs, out_lengths) tensor function, what ``recog-transcribe --runtime onnx`` runs."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise DataError(checkpoint, "--runtime onnx needs onnxruntime: pip install "
+                        "'recog[onnx]' (or onnxruntime)") from None
+    model.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        try:
+            scripted = torch.jit.script(model.exportable())
+        except Exception as e:  # TorchScript's errors have no common base class
+            raise DataError(checkpoint, "cannot be compiled with TorchScript: "
+                            f"{_first_line(e)}") from None
+        export_onnx(scripted, model, path, checkpoint)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(str(path), options,
+                                               providers=["CPUExecutionProvider"])
+
+    def run(feats: torch.Tensor, lengths: torch.Tensor) -> tuple:
+        log_probs, out_lengths = session.run(None, {"feats": feats.cpu().numpy(),
+                                                    "lengths": lengths.cpu().numpy()})
+        return torch.from_numpy(log_probs), torch.from_numpy(out_lengths)
+
+    return run

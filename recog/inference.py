@@ -150,7 +150,7 @@ class Recognizer:
 
     def __init__(self, transcriber: Transcriber, name: str = "model"):
         self._t = _Items(transcriber.model, transcriber.vocab, transcriber.task,
-                         transcriber.opts)
+                         transcriber.opts, transcriber.network)
         self.name = name
         self._lock = threading.RLock()
 

@@ -37,13 +37,18 @@ SETUP_KEYS = ("method", "beam", "lm", "lm_weight", "insertion_bonus", "lexicon",
 @dataclass(frozen=True)
 class TranscribeOptions:
     """How to decode (``decode``: greedy, beam search with its token LM, lexicon and word
-    LM, or isolated words; ``decode.nbest`` hypotheses kept), batch size, device, and
-    whether to print TIMIT phones folded to the 39 scoring classes."""
+    LM, or isolated words; ``decode.nbest`` hypotheses kept), batch size, device, whether
+    to print TIMIT phones folded to the 39 scoring classes, and what runs the network
+    (``torch``, or ``onnx``: ONNX Runtime on the CPU, over the checkpoint's export)."""
 
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     batch_frames: int = 30000
     device: str = "cpu"
     fold39: bool = False
+    runtime: str = "torch"  # torch | onnx
+
+
+RUNTIMES = ("torch", "onnx")
 
 
 def decode_options(beam: int | None = None, **setup: object) -> DecodeOptions:
@@ -125,12 +130,17 @@ class Transcriber:
     vocab: Vocabulary
     task: Task
     opts: TranscribeOptions
+    network: Callable | None = None  # what runs the model's network (None: the model)
 
     @classmethod
     def load(cls, checkpoint: str | Path, opts: TranscribeOptions = TranscribeOptions()
              ) -> Transcriber:
         from recog.distributed import available_device
 
+        if opts.runtime not in RUNTIMES:
+            raise DataError(checkpoint, f"--runtime {opts.runtime}: one of {', '.join(RUNTIMES)}")
+        if opts.runtime == "onnx" and opts.device != "cpu":
+            raise DataError(checkpoint, "--runtime onnx runs on the CPU: drop --device")
         device = available_device(opts.device, "--device")
         model, vocab, payload = load_checkpoint(checkpoint, device)
         task = task_of_record(checkpoint_front_end(payload, checkpoint), checkpoint)
@@ -140,7 +150,12 @@ class Transcriber:
             except KeyError as e:
                 raise DataError(checkpoint, f"--fold39 folds TIMIT phones, and this model's "
                                 f"tokens are not all TIMIT phones ({e.args[0]})") from None
-        return cls(model.to(device).eval(), vocab, task, opts)
+        network = None
+        if opts.runtime == "onnx":
+            from recog.export import onnx_runner
+
+            network = onnx_runner(model, checkpoint)
+        return cls(model.to(device).eval(), vocab, task, opts, network)
 
     @property
     def characters(self) -> bool:
@@ -244,7 +259,7 @@ class Transcriber:
         out: list[dict] = [{} for _ in files]
         for batch in bucket_batches([len(f) for f in feats], self.opts.batch_frames):
             x, lengths = pad([feats[i] for i in batch], feats[batch[0]].shape[1])
-            log_probs, out_lens = self.model(x.to(device), lengths.to(device))
+            log_probs, out_lens = (self.network or self.model)(x.to(device), lengths.to(device))
             nbest = decoder.nbest(log_probs, out_lens)  # type: ignore[attr-defined]
             for row, (i, hyps) in enumerate(zip(batch, nbest, strict=True)):
                 best = hyps[0] if hyps else Hypothesis([], float("-inf"), float("-inf"), 0.0)

@@ -230,23 +230,8 @@ def finetune(cfg: DictConfig) -> None:
           f"(checkpoint {exp_dir / 'best.pt'})")
 
 
-@guarded
-def transcribe(argv: list[str] | None = None) -> None:
-    """recog-transcribe CKPT FILE|FOLDER...: transcribe audio files (any format soundfile
-    reads, any rate, stereo mixed down) or ink files (IAM-OnDB XML, JSON strokes, InkML; x
-    right, y down, points in writing order) with a checkpoint; greedy, or beam search with a
-    token LM, a lexicon and a word LM, or the set-up recog-lm tuned (--tuned NAME)."""
-    import json
-
-    from recog.transcribe import (
-        TranscribeOptions,
-        Transcriber,
-        decode_options,
-        kaldi_line,
-        read_list,
-        tuned_setup,
-    )
-
+def _transcribe_parser(runtimes: tuple[str, ...]) -> argparse.ArgumentParser:
+    """recog-transcribe's command line."""
     p = argparse.ArgumentParser(prog="recog-transcribe", description=transcribe.__doc__,
                                 epilog=commandline.checkpoints_epilog())
     p.add_argument("checkpoint", type=Path, help="a best.pt written by recog-train/finetune")
@@ -271,12 +256,37 @@ def transcribe(argv: list[str] | None = None) -> None:
                    help="print TIMIT phones folded to the 39 scoring classes")
     p.add_argument("--batch-frames", type=int, default=30000, help="padded frames per batch")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--runtime", choices=runtimes, default="torch",
+                   help="what runs the network: torch, or onnx (ONNX Runtime on the CPU, "
+                   "over the checkpoint's export; pip install 'recog[onnx]')")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list: per file its "
                      "tokens, text, scores, each token's frames and seconds, and the n-best")
     out.add_argument("--kaldi", action="store_true",
                      help="print Kaldi text as recog-decode's hyp.txt has it: '<key> <text>' "
                      "per file (key: the wav.scp key, else the file name without suffix)")
+    return p
+
+
+@guarded
+def transcribe(argv: list[str] | None = None) -> None:
+    """recog-transcribe CKPT FILE|FOLDER...: transcribe audio files (any format soundfile
+    reads, any rate, stereo mixed down) or ink files (IAM-OnDB XML, JSON strokes, InkML; x
+    right, y down, points in writing order) with a checkpoint; greedy, or beam search with a
+    token LM, a lexicon and a word LM, or the set-up recog-lm tuned (--tuned NAME)."""
+    import json
+
+    from recog.transcribe import (
+        RUNTIMES,
+        TranscribeOptions,
+        Transcriber,
+        decode_options,
+        kaldi_line,
+        read_list,
+        tuned_setup,
+    )
+
+    p = _transcribe_parser(RUNTIMES)
     args = p.parse_intermixed_args(argv)  # files may come after the options
     if args.scp or args.list:
         if args.files:
@@ -295,7 +305,7 @@ def transcribe(argv: list[str] | None = None) -> None:
                                             "word_lm_weight")}
     setup.update({k: v for k, v in given.items() if v is not None})
     opts = TranscribeOptions(decode_options(**setup), args.batch_frames, args.device,
-                             args.fold39)
+                             args.fold39, args.runtime)
     transcriber = Transcriber.load(args.checkpoint, opts)
     if not (args.scp or args.list):
         files = transcriber.expand(args.files)
