@@ -186,25 +186,3 @@ def test_disk_full_while_writing_text_keeps_the_previous_file(
         atomic_write_text(path, "[1, 2, 3]")
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert path.read_text() == "[1, 2]" and sorted(os.listdir(tmp_path)) == ["history.json"]
-
-
-def test_a_signal_during_a_held_step_is_handled_when_the_step_ends() -> None:
-    """SIGINT sent to this process inside ``StopSignals.held`` (what each training step and
-    validation runs in) is not handled until the block ends: native code is never
-    interrupted by it. Without ``held`` the handler runs at once (the first check)."""
-    import os
-    import signal
-
-    from recog.train.signals import StopSignals
-
-    with StopSignals() as stop:
-        os.kill(os.getpid(), signal.SIGINT)  # not held: handled before kill returns to us
-        assert stop.signum == signal.SIGINT
-        stop.signum = 0
-        with stop.held():
-            os.kill(os.getpid(), signal.SIGINT)
-            sum(range(1000))  # Python runs on: a handler would have run by now
-            assert stop.signum == 0
-        sum(range(1000))
-        assert stop.signum == signal.SIGINT  # delivered as the block ended
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -147,9 +147,8 @@ def train_epoch(run: Run, epoch: int) -> EpochResult:
     for s in range(first, len(batches)):
         at = (s - first) * opts.accumulate
         real = [r for _, r in shares[at:at + opts.accumulate]]
-        with run.stop.held():  # a signal waits for the step's end (recog.train.signals)
-            signalled, step, grad_norm = run.stepper.step(
-                loader, real, len(batches[s]), run.stop.signum > 0, epoch, s + 1, stats)
+        signalled, step, grad_norm = run.stepper.step(
+            loader, real, len(batches[s]), run.stop.signum > 0, epoch, s + 1, stats)
         if step is not None:
             bar.update(s + 1, f"loss {stats.loss / max(stats.utts, 1):.2f}")
             if run.board is not None:  # per step; the epoch's figures follow per epoch
@@ -187,10 +186,8 @@ def validate(run: Run, epoch: int, steps: int) -> tuple[float, float]:
     """The dev loss per utterance and error rate: computed on rank 0, the same on every
     process; a dev loss far above a uniform output's stops the run (``Diverged``)."""
     if run.world.is_main:
-        with run.stop.held():
-            dev_loss, dev_err, _ = run.evaluate(run.model, run.dev_set, run.vocab,
-                                                run.normalize, run.opts.batch_frames,
-                                                run.device)
+        dev_loss, dev_err, _ = run.evaluate(run.model, run.dev_set, run.vocab, run.normalize,
+                                            run.opts.batch_frames, run.device)
     else:
         dev_loss = dev_err = math.nan
     dev_loss, dev_err = broadcast((dev_loss, dev_err))
