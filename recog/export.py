@@ -57,6 +57,16 @@ def check_equal(eager: CTCModel, run: Runner, what: str, path: str | Path) -> No
                         f"(more than {TOLERANCE:g})")
 
 
+def script(model: CTCModel, checkpoint: str | Path) -> torch.jit.ScriptModule:
+    """The model's exportable form under TorchScript; a failure is a DataError naming
+    ``checkpoint``."""
+    try:
+        return torch.jit.script(model.exportable())
+    except Exception as e:  # TorchScript's errors have no common base class
+        raise DataError(checkpoint, "cannot be compiled with TorchScript: "
+                        f"{_first_line(e)}") from None
+
+
 def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...] = FORMATS
            ) -> list[Path]:
     """Write ``model.ts`` (TorchScript) and/or ``model.onnx`` with ``tokens.json`` and
@@ -67,11 +77,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...]
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; known: {FORMATS}")
     model, vocab, payload = load_checkpoint(checkpoint)
     model.eval()
-    try:
-        scripted = torch.jit.script(model.exportable())
-    except Exception as e:  # TorchScript's errors have no common base class
-        raise DataError(checkpoint, "cannot be compiled with TorchScript: "
-                        f"{_first_line(e)}") from None
+    scripted = script(model, checkpoint)
     check_equal(model, scripted, "TorchScript", checkpoint)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,11 +100,12 @@ def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...]
 
 
 def export_onnx(scripted: torch.jit.ScriptModule, model: CTCModel, path: str | Path,
-                checkpoint: str | Path) -> None:
+                checkpoint: str | Path, threads: int | None = None) -> object | None:
     """ONNX graph (from the TorchScript module, so its loops stay loops) with dynamic batch
     and length: inputs ``feats`` (B, T, D) float32 and ``lengths`` (B,) int64; outputs
     ``log_probs`` and ``out_lengths``. Checked against the model with ONNX Runtime where it
-    is installed."""
+    is installed; returns that session (on the CPU with ``threads`` intra-op threads, or
+    ONNX Runtime's defaults), or None without onnxruntime."""
     feats, lengths = torch.randn(2, 23, model.input_dim), torch.tensor([23, 17])
     try:
         torch.onnx.export(
@@ -116,39 +123,35 @@ def export_onnx(scripted: torch.jit.ScriptModule, model: CTCModel, path: str | P
     try:
         import onnxruntime
     except ImportError:
-        return
-    session = onnxruntime.InferenceSession(str(path))
+        return None
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"] if threads else None)
 
     def run(x: torch.Tensor, n: torch.Tensor) -> tuple:
         return tuple(session.run(None, {"feats": x.numpy(), "lengths": n.numpy()}))
 
     check_equal(model, run, "ONNX", checkpoint)
+    return session
 
 
 def onnx_runner(model: CTCModel, checkpoint: str | Path, threads: int | None = None) -> Runner:
     """The model's network as ONNX Runtime runs it: exported as ``recog-export`` does (into a
-    scratch folder; the export is checked against the model first), then a CPU session of
-    ``threads`` intra-op threads (torch's count by default) as a (feats, lengths) ->
-    (log_probs, out_lengths) tensor function, what ``recog-transcribe --runtime onnx`` runs."""
+    scratch folder; the export is checked against the model first), then the checking CPU
+    session of ``threads`` intra-op threads (torch's count by default) as a (feats, lengths)
+    -> (log_probs, out_lengths) tensor function, what ``recog-transcribe --runtime onnx``
+    runs."""
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: F401 - export_onnx checks only where it is installed
     except ImportError:
         raise DataError(checkpoint, "--runtime onnx needs onnxruntime: pip install "
                         "'recog[onnx]' (or onnxruntime)") from None
     model.eval()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        try:
-            scripted = torch.jit.script(model.exportable())
-        except Exception as e:  # TorchScript's errors have no common base class
-            raise DataError(checkpoint, "cannot be compiled with TorchScript: "
-                            f"{_first_line(e)}") from None
-        export_onnx(scripted, model, path, checkpoint)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(str(path), options,
-                                               providers=["CPUExecutionProvider"])
+        session = export_onnx(script(model, checkpoint), model, Path(tmp) / "model.onnx",
+                              checkpoint, threads or torch.get_num_threads())
 
     def run(feats: torch.Tensor, lengths: torch.Tensor) -> tuple:
         log_probs, out_lengths = session.run(None, {"feats": feats.cpu().numpy(),
