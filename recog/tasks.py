@@ -339,7 +339,7 @@ def checkpoint_front_end(payload: dict, path: str | Path) -> dict:
 def _migrated_task(corpus: dict, features: dict, path: str | Path) -> Task:
     """The task of a format-2 checkpoint's ``config["corpus"]`` and ``["features"]``, as
     that version's corpus registry chose it (absent keys at their defaults then)."""
-    from recog.data.fsdd import DIGIT_WORDS
+    from recog.data.fsdd import LETTERS
 
     name = corpus.get("name", "timit")
     ink = name == "iamondb" or (name in ("manifest", "kaldi_dir")
@@ -356,5 +356,5 @@ def _migrated_task(corpus: dict, features: dict, path: str | Path) -> Task:
     if name == "timit":
         return TimitTask(int(corpus.get("phone_set", 61)), audio)
     if name == "fsdd":
-        return SpeechTask(audio, "chars", tuple(sorted(set("".join(DIGIT_WORDS)))))
+        return SpeechTask(audio, "chars", LETTERS)
     return SpeechTask(audio, str(corpus.get("tokens", "phones")))

@@ -14,6 +14,7 @@ from recog.data.audio import audio_info
 from recog.data.utterance import Corpus, DataError, Rejections, Utterance
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+LETTERS = tuple(sorted(set("".join(DIGIT_WORDS))))  # the token set: the words' letters
 _NAME = re.compile(r"(\d)_([A-Za-z0-9]+)_(\d+)")
 
 

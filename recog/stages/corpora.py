@@ -117,7 +117,7 @@ CORPORA: dict[str, CorpusKind] = {
     "manifest": CorpusKind(_read_manifest, _byo_task),
     "kaldi_dir": CorpusKind(_read_kaldi_dir, _byo_task),
     "fsdd": CorpusKind(_read_fsdd, lambda cfg: SpeechTask(  # the ten words' letters
-        cfg.features.audio, "chars", tuple(sorted(set("".join(fsdd.DIGIT_WORDS)))))),
+        cfg.features.audio, "chars", fsdd.LETTERS)),
 }
 
 
