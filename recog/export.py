@@ -3,11 +3,14 @@ log-probabilities out, for every cell and front end.
 
 The exported graph is the model's own ``exportable()`` form (recog.models.encoder's
 protocol): input normalisation, front end, frame stacking, the recurrent stack (padded, the
-backward direction of each layer on every sequence reversed within its length; ``lstm`` and
-``indy`` layers as ONNX ``LSTM`` operators, the other cells as a loop of their step equations),
-linear, log-softmax. A padded batch gives the eager model's log-probs, which the export
-checks on a ragged batch before writing anything. Feature extraction stays outside (its
-options are written to ``front_end.json`` beside the model, the tokens to ``tokens.json``).
+backward direction of each layer on every sequence reversed within its length), linear,
+log-softmax. ``lstm`` and ``indy`` layers run torch.lstm (ONNX: the ``LSTM`` operator); in
+ONNX ``graves`` and ``cifg`` are ``LSTM`` operators too (graves' peepholes through its ``P``
+input, cifg's coupled gates through ``input_forget``), in TorchScript loops of their step
+equations; ``peephole``, whose gates read c_{t-1} instead of h_{t-1}, is a loop in both. A
+padded batch gives the eager model's log-probs, which the export checks on a ragged batch
+before writing anything. Feature extraction stays outside (its options are written to
+``front_end.json`` beside the model, the tokens to ``tokens.json``).
 """
 
 from __future__ import annotations
@@ -57,11 +60,12 @@ def check_equal(eager: CTCModel, run: Runner, what: str, path: str | Path) -> No
                         f"(more than {TOLERANCE:g})")
 
 
-def script(model: CTCModel, checkpoint: str | Path) -> torch.jit.ScriptModule:
-    """The model's exportable form under TorchScript; a failure is a DataError naming
-    ``checkpoint``."""
+def script(model: CTCModel, checkpoint: str | Path, onnx: bool = False
+           ) -> torch.jit.ScriptModule:
+    """The model's exportable form (for ``onnx``, the one ONNX is exported from) under
+    TorchScript; a failure is a DataError naming ``checkpoint``."""
     try:
-        return torch.jit.script(model.exportable())
+        return torch.jit.script(model.exportable(onnx))
     except Exception as e:  # TorchScript's errors have no common base class
         raise DataError(checkpoint, "cannot be compiled with TorchScript: "
                         f"{_first_line(e)}") from None
@@ -88,7 +92,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...]
         written.append(out / "model.ts")
     if "onnx" in formats:
         with atomic_path(out / "model.onnx") as tmp:
-            export_onnx(scripted, model, tmp, checkpoint)
+            export_onnx(script(model, checkpoint, onnx=True), model, tmp, checkpoint)
         written.append(out / "model.onnx")
     atomic_write_text(out / "tokens.json", json.dumps(list(vocab.tokens), ensure_ascii=False))
     try:
@@ -150,7 +154,7 @@ def onnx_runner(model: CTCModel, checkpoint: str | Path, threads: int | None = N
                         "'recog[onnx]' (or onnxruntime)") from None
     model.eval()
     with tempfile.TemporaryDirectory() as tmp:
-        session = export_onnx(script(model, checkpoint), model, Path(tmp) / "model.onnx",
+        session = export_onnx(script(model, checkpoint, onnx=True), model, Path(tmp) / "model.onnx",
                               checkpoint, threads or torch.get_num_threads())
 
     def run(feats: torch.Tensor, lengths: torch.Tensor) -> tuple:

@@ -50,13 +50,17 @@ def _assert_same(eager: CTCModel, run, lengths: list[int]) -> None:  # noqa: ANN
         assert torch.allclose(got[i, :n], want[i, :n], atol=1e-4), (lengths, i)
 
 
+@pytest.mark.parametrize("onnx", [False, True])
 @pytest.mark.parametrize("stack,bidirectional", [(1, True), (3, True), (2, False)])
 @pytest.mark.parametrize("cell", sorted(CELLS))
-def test_scripted_network_matches_eager(cell: str, stack: int, bidirectional: bool) -> None:
+def test_scripted_network_matches_eager(cell: str, stack: int, bidirectional: bool,
+                                        onnx: bool) -> None:
     """The TorchScript form runs each cell's step equations in plain ops; eager training runs
-    the fused autograd.Functions (nn.LSTM: the same code): they agree on ragged batches."""
+    the fused autograd.Functions (nn.LSTM: the same code): they agree on ragged batches. The
+    ONNX form runs graves and cifg through ONNX's LSTM equations (torch.ops.recog.onnx_lstm's
+    kernel) with the weights rearranged: the same outputs again."""
     eager = _model(cell, stack=stack, bidirectional=bidirectional)
-    scripted = torch.jit.script(eager.exportable())
+    scripted = torch.jit.script(eager.exportable(onnx))
     for lengths in LENGTHS:
         with torch.no_grad():
             _assert_same(eager, scripted, lengths)
@@ -89,6 +93,45 @@ def test_torchscript_and_onnx_exports_match_eager(tmp_path: Path, cell: str,
         _assert_same(eager, run, lengths)
 
 
+# the cells whose layers ONNX's LSTM operator computes; peephole's gates read c_{t-1}
+FUSED_IN_ONNX = {"lstm": True, "indy": True, "graves": True, "cifg": True, "peephole": False}
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_onnx_graph_has_one_lstm_operator_per_direction_where_the_cell_allows(
+        tmp_path: Path, cell: str) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, _model(cell), VOCAB, {})
+    export(ckpt, tmp_path / "out", ("onnx",))
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "out/model.onnx")).graph.node]
+    if FUSED_IN_ONNX[cell]:
+        assert ops.count("LSTM") == 2 * 2 and "Loop" not in ops, ops  # 2 layers x 2 directions
+    else:
+        assert "LSTM" not in ops and "Loop" in ops, ops
+
+
+@pytest.mark.parametrize("cell", ["graves", "cifg"])
+def test_torchscript_export_loads_without_recog(tmp_path: Path, cell: str) -> None:
+    """model.ts uses torch's own operators only (the ONNX form's recog::onnx_lstm is not in
+    it): a process that never imports recog loads and runs it."""
+    eager = _model(cell)
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, eager, VOCAB, {})
+    export(ckpt, tmp_path / "out", ("torchscript",))
+    feats, lens = _inputs([31, 12, 5])
+    torch.save({"feats": feats, "lens": lens}, tmp_path / "in.pt")
+    code = ("import sys, torch; m = torch.jit.load(sys.argv[1]); i = torch.load(sys.argv[2]); "
+            "torch.save(m(i['feats'], i['lens']), sys.argv[3]); "
+            "assert not any(k.startswith('recog') for k in sys.modules)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "out/model.ts"),
+                    str(tmp_path / "in.pt"), str(tmp_path / "out.pt")], check=True,
+                   cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    got, got_lens = torch.load(tmp_path / "out.pt")
+    _assert_same(eager, lambda f, n: (got, got_lens), [31, 12, 5])
+
+
 def test_an_export_that_differs_is_an_error_naming_the_checkpoint() -> None:
     eager = _model("graves")
     broken = _model("graves")
@@ -115,7 +158,7 @@ def test_an_export_that_cannot_be_made_exits_2_with_one_line(
 
     ckpt = tmp_path / "best.pt"
     save_checkpoint(ckpt, _model("graves"), VOCAB, {})
-    monkeypatch.setattr(CTCModel, "exportable", lambda self: _Unscriptable())
+    monkeypatch.setattr(CTCModel, "exportable", lambda self, onnx=False: _Unscriptable())
     monkeypatch.delenv("RECOG_DEBUG", raising=False)
     with pytest.raises(SystemExit) as stop:
         cli.export([str(ckpt), str(tmp_path / "out")])

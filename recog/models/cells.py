@@ -14,11 +14,13 @@ on padding. Layout inside a layer: (directions, time, batch, features). Under To
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from recog.models import onnx_lstm  # noqa: F401 - registers torch.ops.recog.onnx_lstm
 from recog.models.encoder import reverse_within, time_index, zero_padding
 
 Tensor = torch.Tensor
@@ -244,6 +246,16 @@ class _CIFGFn(torch.autograd.Function):
         return dgates, du, None
 
 
+def _blocks(m: Tensor, n: int, order: list[int]) -> Tensor:
+    """The gate blocks of ``m`` (rows of n each) in ``order``."""
+    return torch.cat([m[j * n:(j + 1) * n] for j in order])
+
+
+def _coupled_blocks(m: Tensor, n: int) -> Tensor:
+    """``cifg``'s [o, f, g] blocks as ONNX's [i, o, f, c] with i = -f (f unused: coupled)."""
+    return torch.cat([-m[n:2 * n], m[:n], torch.zeros_like(m[:n]), m[2 * n:]])
+
+
 class RecurrentLayer(nn.Module):
     """One layer of a cell in all its directions: (D, T, B, in) inputs -> (D, T, B, hidden).
 
@@ -254,11 +266,14 @@ class RecurrentLayer(nn.Module):
     backward: what training runs)."""
 
     gates, recurrent, peepholes = 4, 4, 0
+    coupled = 0  # ONNX LSTM's input_forget, for cells whose ``onnx_weights`` exist
+    __constants__ = ["as_onnx_lstm", "coupled"]
 
     def __init__(self, input_size: int, hidden_size: int, directions: int,
                  peephole: PeepholeOptions | None = None):
         super().__init__()
         self.hidden_size, self.directions = hidden_size, directions
+        self.as_onnx_lstm = False  # set on the ONNX form of cells ONNX's LSTM can express
         k = hidden_size ** -0.5  # nn.LSTM's initialisation
         d, n = directions, hidden_size
         self.weight_ih = nn.Parameter(torch.empty(d, input_size, self.gates * n).uniform_(-k, k))
@@ -285,8 +300,26 @@ class RecurrentLayer(nn.Module):
                              self.weight_ih).view(d, t_len, b, -1)
 
     def scripted(self, x: Tensor) -> Tensor:
-        """The layer under TorchScript (export): ``step`` over every row and step."""
+        """The layer under TorchScript (export): ``step`` over every row and step, or, in the
+        ONNX form, ONNX's LSTM operator per direction."""
+        if self.as_onnx_lstm:
+            return self.onnx_lstm(x)
         return self.loop(self.project(x))
+
+    def onnx_weights(self, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Direction ``k``'s weights as ONNX's LSTM operator takes them (gates [i, o, f, c]):
+        W (4n, in), R (4n, n), b (4n), P (3n); only cells its equations cover have them."""
+        raise NotImplementedError
+
+    def onnx_lstm(self, x: Tensor) -> Tensor:
+        """(D, T, B, in) -> (D, T, B, n) by torch.ops.recog.onnx_lstm, one call per direction
+        (constant indices: the exporter folds the weights into constants)."""
+        w, r, b, p = self.onnx_weights(0)
+        outs = [torch.ops.recog.onnx_lstm(x[0], w, r, b, p, self.coupled)]
+        if self.directions == 2:
+            w, r, b, p = self.onnx_weights(1)
+            outs.append(torch.ops.recog.onnx_lstm(x[1], w, r, b, p, self.coupled))
+        return torch.stack(outs)
 
     def loop(self, p: Tensor) -> Tensor:
         """The recurrence over every row and step by ``step`` (padding included: it follows
@@ -337,6 +370,14 @@ class GravesLayer(RecurrentLayer):
     def fused(self, p: Tensor, sizes: list[int]) -> Tensor:
         return _GravesFn.apply(p, self.weight_hh, self.weight_peep, sizes)
 
+    def onnx_weights(self, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """ONNX's LSTM with peepholes is this cell: the gate blocks reordered."""
+        peep = self.weight_peep
+        assert peep is not None
+        n, order = self.hidden_size, [0, 3, 1, 2]  # [i, f, g, o] -> [i, o, f, c]
+        return (_blocks(self.weight_ih[k].t(), n, order), _blocks(self.weight_hh[k].t(), n, order),
+                _blocks(self.bias[k], n, order), torch.cat([peep[k, 0], peep[k, 2], peep[k, 1]]))
+
 
 class PeepholeLayer(RecurrentLayer):
     """``peephole``: gates [i, f, o] read c_{t-1}, g = tanh(W_g x + b_g), h = o sigma_h(c)."""
@@ -365,6 +406,7 @@ class CIFGLayer(RecurrentLayer):
     """``cifg``: gates [o, f, g] read h_{t-1}; c_t = f c_{t-1} + (1 - f) g."""
 
     gates, recurrent, peepholes = 3, 3, 0
+    coupled = 1
 
     def step(self, p: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         n = self.hidden_size
@@ -375,6 +417,14 @@ class CIFGLayer(RecurrentLayer):
 
     def fused(self, p: Tensor, sizes: list[int]) -> Tensor:
         return _CIFGFn.apply(p, self.weight_hh, sizes)
+
+    def onnx_weights(self, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """ONNX's LSTM with input_forget=1 (f = 1 - i) is this cell with its input gate the
+        negated forget gate: i = sigma(-a_f) = 1 - f, so f c + (1 - f) g; P zero."""
+        n = self.hidden_size
+        return (_coupled_blocks(self.weight_ih[k].t(), n),
+                _coupled_blocks(self.weight_hh[k].t(), n),
+                _coupled_blocks(self.bias[k], n), self.bias.new_zeros(3 * n))
 
 
 class IndyLayer(RecurrentLayer):
@@ -523,5 +573,12 @@ class StackedRecurrent(nn.Module):
         """Each layer's parameters, both directions."""
         return [list(layer.parameters()) for layer in self.layers]
 
-    def exportable(self) -> nn.Module:
-        return self
+    def exportable(self, onnx: bool = False) -> nn.Module:
+        """This stack (TorchScript runs ``step`` loops), or for ``onnx`` a copy whose layers
+        that ONNX's LSTM can express call it (torch.ops.recog.onnx_lstm)."""
+        if not onnx:
+            return self
+        net = copy.deepcopy(self)
+        for layer in net.layers:
+            layer.as_onnx_lstm = type(layer).onnx_weights is not RecurrentLayer.onnx_weights
+        return net

@@ -66,5 +66,5 @@ class ConvLSTMFrontEnd(nn.Module):
         """One layer: the convolutions and the peepholes."""
         return [list(self.parameters())]
 
-    def exportable(self) -> nn.Module:
+    def exportable(self, onnx: bool = False) -> nn.Module:
         return self

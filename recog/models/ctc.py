@@ -170,11 +170,11 @@ class CTCModel(nn.Module):
                     out.output.bias[i] = self.output.bias[j]
         return out
 
-    def exportable(self) -> nn.Module:
-        """An inference copy TorchScript compiles (and ONNX exports from): features and
-        lengths in, log-probs and output lengths out, the input normalisation inside."""
+    def exportable(self, onnx: bool = False) -> nn.Module:
+        """An inference copy TorchScript compiles (for ``onnx``, the form ONNX exports from):
+        features and lengths in, log-probs and output lengths out, the normalisation inside."""
         net = copy.deepcopy(self).eval()
-        net.rnn = net.rnn.exportable()
+        net.rnn = net.rnn.exportable(onnx)
         if net.frontend is not None:
-            net.frontend = net.frontend.exportable()
+            net.frontend = net.frontend.exportable(onnx)
         return net

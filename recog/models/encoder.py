@@ -5,7 +5,8 @@ reversed-within-lengths layout they all run in.
 zero past each length. ``layer_groups()``: the trainable parameters, one list per layer,
 bottom first (what fine-tuning freezes and gives learning rates to). ``exportable()``: the
 module as TorchScript can compile it (the same forward with a plain-op kernel where the
-training kernel is a custom autograd.Function), for ``recog-export``.
+training kernel is a custom autograd.Function), for ``recog-export``; ``exportable(onnx=True)``
+the form ONNX is exported from (ONNX's LSTM operator for the cells its equations cover).
 
 Layout: a layer's backward direction reads each sequence reversed within its own length, so
 in both directions a row's frames come first and its padding after; a recurrence over the
@@ -36,8 +37,9 @@ class Encoder(Protocol):
         """Trainable parameters, one list per layer, the input side first."""
         ...
 
-    def exportable(self) -> nn.Module:
-        """A module TorchScript compiles, computing what ``forward`` computes."""
+    def exportable(self, onnx: bool = False) -> nn.Module:
+        """A module TorchScript compiles, computing what ``forward`` computes; for ``onnx``
+        it may call operators meant for ONNX's exporter (recog.models.onnx_lstm)."""
         ...
 
 

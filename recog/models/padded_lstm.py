@@ -66,5 +66,5 @@ class LSTMStack(nn.LSTM):
         w = list(self._flat_weights)
         return [w[k * per_layer:(k + 1) * per_layer] for k in range(self.num_layers)]
 
-    def exportable(self) -> nn.Module:
+    def exportable(self, onnx: bool = False) -> nn.Module:
         return self
