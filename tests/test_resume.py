@@ -149,3 +149,44 @@ def test_bf16_autocast_keeps_the_loss_in_float32(tmp_path: Path) -> None:
     assert loss16.item() == pytest.approx(loss32.item(), rel=0.05)
     with pytest.raises(ValueError, match="trainer.precision"):
         train.ctc_loss(model, batch, torch.device("cpu"), "fp8")
+
+
+def test_a_signal_ignored_at_start_stays_ignored_while_training(caplog: pytest.LogCaptureFixture
+                                                                 ) -> None:
+    """POSIX shells start a script's background jobs (and nohup its command) with SIGINT
+    ignored; Python keeps it so during set-up, and training must not start counting it (a
+    Ctrl-C would then stop some runs and not others, depending on when it came)."""
+    from recog.train.signals import StopSignals
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with caplog.at_level("WARNING"), StopSignals():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)
+        assert "SIGINT was ignored when this process started" in caplog.text
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with StopSignals():  # not ignored: the flag handler, then the previous one back
+            assert signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN,
+                                                           signal.default_int_handler)
+        assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_sigint_to_a_run_started_with_sigint_ignored_does_not_stop_it(
+        tmp_path: Path, straight: tuple[Path, dict]) -> None:
+    data, reference = straight
+    exp = tmp_path / "exp"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.train_worker", str(data), str(exp), *ARGS, "slow=0.03"],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.monotonic() + 120
+    while not (exp / "last.pt").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "no last.pt written"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert torch.load(exp / "last.pt", weights_only=True)["epoch"] == reference["epoch"] == 3

@@ -470,7 +470,6 @@ class IndyLayer(RecurrentLayer):
             dgv = dgates.view(d, t_len, b, 4, n)
             dc = gates.new_zeros(d, b, n)
             dh = gates.new_zeros(d, b, n)
-            du = u.new_zeros(u.shape)
             uv = u.unsqueeze(1)
             for t in range(t_len - 1, -1, -1):
                 bs = sizes[t]
@@ -487,8 +486,8 @@ class IndyLayer(RecurrentLayer):
                 torch.mul(dct, c[:, t, :bs], out=dg[:, :, 1]).mul_(f - f * f)
                 torch.mul(dct, i, out=dg[:, :, 2]).mul_(1 - g * g)
                 dct.mul_(f)
-                if t:
-                    du.add_((dg * h[:, t - 1, :bs].unsqueeze(2)).sum(1))
+            # d u: every step's gate gradients times h_{t-1}, summed once (zero past lengths)
+            du = (dgv[:, 1:] * h[:, :-1].unsqueeze(3)).sum((1, 2))
             return dgates, du, None
 
     def recurrent_shape(self, d: int, n: int) -> tuple[int, int, int]:
