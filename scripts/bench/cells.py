@@ -58,7 +58,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5,
                     help="timed steps per cell (at least 5; the median is reported)")
     ap.add_argument("--variants", action="store_true", help="also time " + ", ".join(VARIANTS))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: what training picks on a 2-core machine)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     if args.repeats < 5:
         ap.error("--repeats must be at least 5 (a median of fewer is noise on a shared CPU)")
     b, t, inputs, hidden, layers = (4, 20, 10, 16, 2) if args.quick else (16, 300, 123, 250, 5)
