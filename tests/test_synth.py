@@ -252,3 +252,39 @@ def test_closure_of_a_voiced_stop_is_its_voice_bar() -> None:
     closure, release = segments[2], segments[3]
     assert closure.start == 3000 and release.end == 4000
     assert abs(release.start - 3800) <= 22  # the burst found within half a 2 ms frame
+
+
+_INTERRUPTED_BUILD = """
+import sys
+from pathlib import Path
+from recog.data.synth import SynthOptions, generate_timit
+if __name__ == "__main__":
+    try:
+        generate_timit(Path(sys.argv[1]), SynthOptions(seed=5, n_train_speakers=40), False)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_the_build_in_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group: the pool's workers leave it to the parent,
+    which stops and joins them, so none prints a traceback or a 'Process ...' line."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "build.py"
+    script.write_text(_INTERRUPTED_BUILD)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "corpus")],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "corpus").glob(".TIMIT.partial-*/**/*.WAV")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no speaker written"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err == "interrupted\n", err
+    assert list((tmp_path / "corpus").iterdir()) == []  # no TIMIT, no staging folder

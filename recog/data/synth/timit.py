@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -479,8 +480,18 @@ def generate_timit(root: Path, options: SynthOptions, progress: bool = True) -> 
     with staged_folder(target) as staging:
         jobs = [(s, staging, options.seed, options.background_dbfs) for s in speakers]
         done, bar = 0, Progress(total, "synth utterances", progress)
-        with _pool_context().Pool(options.workers, maxtasksperchild=1) as pool:
+        pool = _pool_context().Pool(options.workers, _ignore_sigint, maxtasksperchild=1)
+        try:
             for count in pool.imap_unordered(_write_speaker, jobs):
                 done += count
                 bar.update(done)
+        finally:  # an interrupt, too: every worker gone before the pool's semaphores are
+            pool.terminate()  # (a worker still starting would otherwise print a traceback)
+            pool.join()
     return target
+
+
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C (sent to the whole process group) to the parent, which
+    stops the pool and reports it in one line."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
