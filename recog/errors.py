@@ -38,12 +38,23 @@ def debugging() -> bool:
     return os.environ.get("RECOG_DEBUG", "") not in ("", "0")
 
 
+def _loaded(*names: str) -> tuple[type, ...]:
+    """The classes ``module.Class`` of modules already imported. An exception of a class
+    whose module was never loaded cannot be at hand, and importing while describing a
+    failure is unsafe: a Ctrl-C that interrupted ``import torch`` left it half-imported, and
+    importing it again crashed the interpreter (SIGSEGV)."""
+    found = []
+    for name in names:
+        module, cls = name.rsplit(".", 1)
+        if hasattr(sys.modules.get(module), cls):
+            found.append(getattr(sys.modules[module], cls))
+    return tuple(found)
+
+
 def describe(e: BaseException) -> tuple[str, int]:
     """The one line (without ``error: ``) and the exit status for a failure."""
-    from recog.train import Interrupted
-
-    if isinstance(e, Interrupted):
-        return str(e), 128 + e.signum
+    if isinstance(e, _loaded("recog.train.options.Interrupted")):
+        return str(e), 128 + e.signum  # type: ignore[attr-defined]
     if isinstance(e, KeyboardInterrupt):
         return "interrupted (SIGINT); files being written keep their previous version", 130
     if isinstance(e, OSError) and e.filename is not None:
@@ -65,13 +76,10 @@ def describe(e: BaseException) -> tuple[str, int]:
 
 def _ours(e: BaseException) -> bool:
     """An error recog raised on purpose, whose message already names the file and the fix."""
-    from recog.data.utterance import DataError
-    from recog.distributed import DistributedError
-    from recog.lockfile import LockedError
-    from recog.train import BatchTooLarge, Diverged
-
-    return isinstance(e, DataError | LockedError | Diverged | BatchTooLarge
-                      | DistributedError | ValueError) and bool(str(e))
+    ours = _loaded("recog.data.utterance.DataError", "recog.lockfile.LockedError",
+                   "recog.train.options.Diverged", "recog.train.options.BatchTooLarge",
+                   "recog.distributed.DistributedError")
+    return isinstance(e, (ValueError, *ours)) and bool(str(e))
 
 
 def _one_line(e: BaseException) -> str:

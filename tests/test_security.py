@@ -490,6 +490,40 @@ def test_keyboard_interrupt_outside_training_exits_130(
     assert status == 130 and err.startswith("error: interrupted (SIGINT)")
 
 
+def test_ctrl_c_while_a_verb_is_still_importing_is_one_line() -> None:
+    """The console scripts import the CLI (and torch) inside the error boundary: an
+    interrupt during that import (planted: importing torch raises it, every time) exits
+    130 with the one line, not an import traceback; and describing it imports nothing (a
+    second import of a torch that a Ctrl-C left half-imported crashed with SIGSEGV)."""
+    code = ("import sys\n"
+            "class Interrupting:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Interrupting())\n"
+            "from recog.entry import train\n"
+            "sys.exit(train())\n")
+    env = {k: v for k, v in os.environ.items() if k != "RECOG_DEBUG"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "error: interrupted (SIGINT); files being written keep their previous version"]
+
+
+def test_every_console_script_names_a_verb() -> None:
+    import importlib
+    from importlib.metadata import entry_points
+
+    scripts = [e for e in entry_points(group="console_scripts") if e.name.startswith("recog-")]
+    assert len(scripts) == 10 and all(e.value.startswith("recog.entry:") for e in scripts)
+    for script in scripts:
+        wrapper = script.load()
+        module = "recog.serve.command" if wrapper.__name__ == "serve" else "recog.cli"
+        assert callable(getattr(importlib.import_module(module), wrapper.__name__)), script
+
+
+
 @pytest.mark.parametrize("content", [b"", b"garbage" * 10, None], ids=["empty", "garbage",
                                                                        "truncated"])
 def test_unreadable_last_checkpoint_says_how_to_recover(tmp_path: Path, content: bytes | None
