@@ -22,10 +22,16 @@ ARGS = ("trainer.epochs=3", "trainer.max_batch_utts=2", "trainer.checkpoint_ever
         "optim.weight_noise=0.01")
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT as a foreground command gets it, even when the tests themselves
+    run with it ignored (a background job of a script: the child would inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run(data: Path, exp: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tests.train_worker", str(data), str(exp),
                              *ARGS, *extra], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 @pytest.fixture(scope="module")
