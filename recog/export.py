@@ -26,6 +26,7 @@ from recog.atomic import atomic_path, atomic_write_text
 from recog.data.utterance import DataError
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel
+from recog.models.onnx_lstm import OPSET
 from recog.tasks import checkpoint_front_end
 
 FORMATS = ("torchscript", "onnx")
@@ -92,7 +93,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...]
         written.append(out / "model.ts")
     if "onnx" in formats:
         with atomic_path(out / "model.onnx") as tmp:
-            export_onnx(script(model, checkpoint, onnx=True), model, tmp, checkpoint)
+            export_onnx(model, tmp, checkpoint)
         written.append(out / "model.onnx")
     atomic_write_text(out / "tokens.json", json.dumps(list(vocab.tokens), ensure_ascii=False))
     try:
@@ -103,13 +104,14 @@ def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...]
     return written + [out / "tokens.json", out / "front_end.json"]
 
 
-def export_onnx(scripted: torch.jit.ScriptModule, model: CTCModel, path: str | Path,
-                checkpoint: str | Path, threads: int | None = None) -> object | None:
-    """ONNX graph (from the TorchScript module, so its loops stay loops) with dynamic batch
-    and length: inputs ``feats`` (B, T, D) float32 and ``lengths`` (B,) int64; outputs
-    ``log_probs`` and ``out_lengths``. Checked against the model with ONNX Runtime where it
-    is installed; returns that session (on the CPU with ``threads`` intra-op threads, or
-    ONNX Runtime's defaults), or None without onnxruntime."""
+def export_onnx(model: CTCModel, path: str | Path, checkpoint: str | Path,
+                threads: int | None = None) -> object | None:
+    """ONNX graph of ``model`` (from its ONNX form under TorchScript, so the loops that
+    remain stay loops) with dynamic batch and length: inputs ``feats`` (B, T, D) float32
+    and ``lengths`` (B,) int64; outputs ``log_probs`` and ``out_lengths``. Checked against
+    the model with ONNX Runtime where it is installed; returns that session (on the CPU with
+    ``threads`` intra-op threads, or ONNX Runtime's defaults), or None without onnxruntime."""
+    scripted = script(model, checkpoint, onnx=True)
     feats, lengths = torch.randn(2, 23, model.input_dim), torch.tensor([23, 17])
     try:
         torch.onnx.export(
@@ -118,7 +120,7 @@ def export_onnx(scripted: torch.jit.ScriptModule, model: CTCModel, path: str | P
             dynamic_axes={"feats": {0: "batch", 1: "frames"}, "lengths": {0: "batch"},
                           "log_probs": {0: "batch", 1: "out_frames"},
                           "out_lengths": {0: "batch"}},
-            opset_version=17)
+            opset_version=OPSET)  # the opset recog's own ONNX operator is registered for
     except ImportError as e:
         raise DataError(checkpoint, f"ONNX export needs the onnx package ({e}); "
                         "pip install onnx, or --format torchscript") from None
@@ -154,8 +156,8 @@ def onnx_runner(model: CTCModel, checkpoint: str | Path, threads: int | None = N
                         "'recog[onnx]' (or onnxruntime)") from None
     model.eval()
     with tempfile.TemporaryDirectory() as tmp:
-        session = export_onnx(script(model, checkpoint, onnx=True), model, Path(tmp) / "model.onnx",
-                              checkpoint, threads or torch.get_num_threads())
+        session = export_onnx(model, Path(tmp) / "model.onnx", checkpoint,
+                              threads or torch.get_num_threads())
 
     def run(feats: torch.Tensor, lengths: torch.Tensor) -> tuple:
         log_probs, out_lengths = session.run(None, {"feats": feats.cpu().numpy(),

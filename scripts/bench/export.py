@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from recog.export import export_onnx, script
+from recog.export import export_onnx
 from recog.models import CELLS, CTCModel, ModelOptions
 
 ORDER = ("lstm", "peephole", "graves", "cifg", "indy")
@@ -45,8 +45,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = CTCModel(dim, 62, ModelOptions(cell=cell, hidden=hidden, layers=layers)).eval()
         with tempfile.TemporaryDirectory() as tmp:  # the checked session, one thread
-            session = export_onnx(script(model, "bench", onnx=True), model,
-                                  Path(tmp) / "model.onnx", "bench", threads=1)
+            session = export_onnx(model, Path(tmp) / "model.onnx", "bench", threads=1)
         inputs = {"feats": feats.numpy(), "lengths": lengths.numpy()}
         eager, onnx = [], []
         for rep in range(args.repeats + 1):
