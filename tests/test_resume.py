@@ -196,3 +196,36 @@ def test_sigint_to_a_run_started_with_sigint_ignored_does_not_stop_it(
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert torch.load(exp / "last.pt", weights_only=True)["epoch"] == reference["epoch"] == 3
+
+
+def test_signals_arriving_inside_the_steps_native_code_change_nothing(
+        tmp_path: Path, straight: tuple[Path, dict]) -> None:
+    """Thousands of signals delivered while the steps run (a Python handler that does nothing,
+    as CPython installs for SIGINT: each one interrupts whatever native call is in progress)
+    leave every parameter bit-identical to the run that got none. Guards the hypothesis, for
+    the native crashes once seen after a SIGINT, that delivering a signal into torch's
+    kernels damages memory (issue 17)."""
+    data, reference = straight
+    exp = tmp_path / "exp"
+    code = ("import signal, sys; signal.signal(signal.SIGUSR1, lambda *a: None); "
+            "from tests.train_worker import main; main(sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(data), str(exp), *ARGS],
+                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while not exp.exists() and proc.poll() is None:  # the handler is installed by then
+        time.sleep(0.005)
+    sent = 0
+    while proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGUSR1)
+        except ProcessLookupError:
+            break
+        sent += 1
+        time.sleep(0.0005)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, -signal.SIGUSR1), out + err  # -SIGUSR1: one at exit
+    assert sent > 100
+    stormed = torch.load(exp / "last.pt", weights_only=True)
+    assert stormed["epoch"] == reference["epoch"] == 3
+    for key, value in reference["model"].items():
+        assert torch.equal(value, stormed["model"][key]), key
