@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from recog.augment import AugmentOptions
 from recog.data.limits import MAX_POINTS, MAX_SECONDS
+from recog.data.synth.digits import DigitSynthOptions
 from recog.data.synth.iamondb import InkSynthOptions
 from recog.data.synth.shifted import ShiftedSynthOptions
 from recog.data.synth.timit import SynthOptions
@@ -44,6 +45,8 @@ class CorpusConfig:
     # FSDD (name: fsdd): split by speaker; every speaker not named here trains
     dev_speakers: list[str] = field(default_factory=list)
     test_speakers: list[str] = field(default_factory=list)
+    digit_synth: DigitSynthOptions = field(default_factory=DigitSynthOptions)  # eSpeak
+    # speakers saying the digits, added to FSDD's training split (built in prepare.out)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile
 
 from recog.data.fsdd import read_fsdd
 from recog.data.utterance import DataError
@@ -75,3 +76,37 @@ def test_recog_prepare_corpus_fsdd(tmp_path: Path) -> None:
          f"corpus.root={FIXTURES}", "corpus.test_speakers=[theo]", f"prepare.out={tmp_path}"],
         capture_output=True, text=True)
     assert bad.returncode == 2 and "['theo']" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_synthetic_digit_speakers_are_fsdd_files_identical_for_a_seed(tmp_path: Path) -> None:
+    from recog.data.synth.digits import DigitSynthOptions, generate_digits
+
+    options = DigitSynthOptions(speakers=2, repeats=1, workers=2)
+    first = generate_digits(tmp_path / "a", options, progress=False)
+    again = generate_digits(tmp_path / "b", options, progress=False)
+    other = generate_digits(tmp_path / "c", DigitSynthOptions(speakers=2, repeats=1, seed=1),
+                            progress=False)
+    names = sorted(p.name for p in first.glob("*.wav"))
+    assert names == sorted(f"{d}_espeak{s:02d}_0.wav" for d in range(10) for s in range(2))
+    assert all((first / n).read_bytes() == (again / n).read_bytes() for n in names)
+    assert any((first / n).read_bytes() != (other / n).read_bytes() for n in names)
+    info = soundfile.info(first / names[0])
+    assert (info.samplerate, info.subtype, info.channels) == (8000, "PCM_16", 1)
+    assert all(0.1 < soundfile.info(first / n).duration < 2.0 for n in names)
+
+
+def test_added_speakers_train_only_and_cannot_share_a_real_name(tmp_path: Path) -> None:
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    wav = FIXTURES / "recordings" / "0_george_0.wav"
+    for name in ("3_espeak00_0.wav", "1_espeak01_0.wav"):
+        shutil.copy(wav, extra / name)
+    corpus = read_fsdd(FIXTURES, ["lucas"], ["jackson"], extra=extra)
+    assert [u.id for u in corpus.splits["train"]] == [
+        "espeak00_3_0", "espeak01_1_0", "george_0_0", "george_7_3", "nicolas_5_7"]
+    assert [u.text for u in corpus.splits["train"][:2]] == ["three", "one"]
+    assert [u.id for u in corpus.splits["dev"]] == ["lucas_1_2"]
+    assert [u.id for u in corpus.splits["test"]] == ["jackson_3_1", "jackson_9_4"]
+    shutil.copy(wav, extra / "2_lucas_0.wav")  # a real speaker's name among the added ones
+    with pytest.raises(DataError, match=r"2_lucas_0\.wav: speaker 'lucas' of the added"):
+        read_fsdd(FIXTURES, ["lucas"], ["jackson"], extra=extra)

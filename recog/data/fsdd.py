@@ -26,12 +26,13 @@ def recordings_dir(root: str | Path) -> Path:
 
 def read_fsdd(root: str | Path, dev_speakers: Sequence[str], test_speakers: Sequence[str],
               splits: tuple[str, str, str] = ("train", "dev", "test"),
-              skip_bad: bool = False) -> Corpus:
+              skip_bad: bool = False, extra: Path | None = None) -> Corpus:
     """Utterances of the train, dev and test splits (named by ``splits``), ids
     ``{speaker}_{digit}_{index}`` so that the speaker is the id's prefix (sclite's spu_id).
     A file whose name does not follow the pattern, or whose audio is unreadable, is an error
     naming it (with ``skip_bad``: rejected and listed); a named speaker with no recordings
-    is an error naming the speaker."""
+    is an error naming the speaker. The recordings in ``extra`` (a folder in the same
+    layout: synthetic speakers) all train; their speakers must not be among ``root``'s."""
     folder = recordings_dir(root)
     if not folder.is_dir():
         raise DataError(folder, "no such FSDD folder (corpus.root: the folder holding "
@@ -46,8 +47,9 @@ def read_fsdd(root: str | Path, dev_speakers: Sequence[str], test_speakers: Sequ
     files = sorted(folder.glob("*.wav"), key=lambda p: p.name)
     if not files:
         raise DataError(folder, "no .wav files (FSDD names them {digit}_{speaker}_{index}.wav)")
-    seen: set[str] = set()
-    for path in files:
+    added = sorted(extra.glob("*.wav"), key=lambda p: p.name) if extra else []
+    seen: set[str] = set()  # root's speakers
+    for path, synthetic in [(p, False) for p in files] + [(p, True) for p in added]:
         m = _NAME.fullmatch(path.stem)
         if m is None:
             rejections.add(DataError(path, "not an FSDD file name ({digit}_{speaker}_"
@@ -59,9 +61,14 @@ def read_fsdd(root: str | Path, dev_speakers: Sequence[str], test_speakers: Sequ
             rejections.add(e)
             continue
         digit, speaker, index = m.groups()
-        seen.add(speaker)
+        if synthetic and speaker in seen:
+            raise DataError(path, f"speaker {speaker!r} of the added recordings is also one "
+                            f"of {folder}'s")
+        if not synthetic:
+            seen.add(speaker)
         word = DIGIT_WORDS[int(digit)]
-        split = dev if speaker in dev_speakers else test if speaker in test_speakers else train
+        split = (train if synthetic else dev if speaker in dev_speakers
+                 else test if speaker in test_speakers else train)
         by_split[split].append(Utterance(f"{speaker}_{digit}_{index}", speaker, str(path),
                                          tuple(word), word))
     for name, wanted in (("dev_speakers", dev_speakers), ("test_speakers", test_speakers)):

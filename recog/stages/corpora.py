@@ -70,8 +70,14 @@ def _read_fsdd(cfg: Config) -> Corpus:
     c = cfg.corpus
     if len(c.test_splits) != 1:
         raise ValueError("corpus=fsdd has one test split (its speakers: corpus.test_speakers)")
+    extra = None
+    if c.digit_synth.speakers:
+        from recog.data.synth.digits import generate_digits
+
+        extra = generate_digits(Path(cfg.prepare.out), c.digit_synth, cfg.trainer.progress)
     return fsdd.read_fsdd(c.root, c.dev_speakers, c.test_speakers,
-                          (c.train_split, c.dev_split, c.test_splits[0]), cfg.data.skip_bad)
+                          (c.train_split, c.dev_split, c.test_splits[0]), cfg.data.skip_bad,
+                          extra)
 
 
 def _speech_task(cfg: Config) -> Task:

@@ -24,8 +24,6 @@ Design:
 from __future__ import annotations
 
 import math
-import multiprocessing
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -39,7 +37,7 @@ import torchaudio.functional
 from recog.data.synth import espeak
 from recog.data.synth.cmudict_check import require_in_cmudict
 from recog.data.synth.espeak_timit import Segment, timit_segments
-from recog.data.synth.staging import staged_folder
+from recog.data.synth.staging import fresh_pool, staged_folder
 from recog.data.timit_speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
 from recog.progress import Progress
 
@@ -453,15 +451,6 @@ def _write_speaker(job: tuple[_Speaker, Path, int, float | None]) -> int:
 # --- the build ---------------------------------------------------------------------------
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """Fresh-process workers: forked from a clean server where the platform has one."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
 def generate_timit(root: Path, options: SynthOptions, progress: bool = True) -> Path:
     """Write the synthetic corpus to ``root/TIMIT`` (unless it exists) and return that path.
 
@@ -480,18 +469,8 @@ def generate_timit(root: Path, options: SynthOptions, progress: bool = True) -> 
     with staged_folder(target) as staging:
         jobs = [(s, staging, options.seed, options.background_dbfs) for s in speakers]
         done, bar = 0, Progress(total, "synth utterances", progress)
-        pool = _pool_context().Pool(options.workers, _ignore_sigint, maxtasksperchild=1)
-        try:
+        with fresh_pool(options.workers, __name__) as pool:
             for count in pool.imap_unordered(_write_speaker, jobs):
                 done += count
                 bar.update(done)
-        finally:  # an interrupt, too: every worker gone before the pool's semaphores are
-            pool.terminate()  # (a worker still starting would otherwise print a traceback)
-            pool.join()
     return target
-
-
-def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C (sent to the whole process group) to the parent, which
-    stops the pool and reports it in one line."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
