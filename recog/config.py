@@ -45,8 +45,8 @@ class CorpusConfig:
     # FSDD (name: fsdd): split by speaker; every speaker not named here trains
     dev_speakers: list[str] = field(default_factory=list)
     test_speakers: list[str] = field(default_factory=list)
-    digit_synth: DigitSynthOptions = field(default_factory=DigitSynthOptions)  # eSpeak
-    # speakers saying the digits, added to FSDD's training split (built in prepare.out)
+    # FSDD: eSpeak speakers saying the digits, added to the training split (in prepare.out)
+    digit_synth: DigitSynthOptions = field(default_factory=DigitSynthOptions)
 
 
 @dataclass
