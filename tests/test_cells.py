@@ -293,3 +293,28 @@ def test_every_stack_and_the_front_end_implement_the_encoder_protocol(cell: str)
             assert n.startswith(f"layers.{k}.") or n.removesuffix("_reverse").endswith(f"_l{k}")
     assert [id(p) for p in model.frontend.layer_groups()[0]] == [
         id(p) for p in model.frontend.parameters()]
+
+
+@pytest.mark.parametrize("cell", FUSED)
+def test_onednn_products_equal_the_float64_path(cell: str) -> None:
+    """In float32 on the CPU the cells' matrix products go through oneDNN (recog.models.gemm);
+    outputs and every gradient equal the float64 copy's, which runs torch.bmm / baddbmm
+    (gradchecked above), to float32 rounding."""
+    from recog.models import gemm
+
+    torch.manual_seed(0)
+    module = make(cell, 6, 8, layers=2, bidirectional=True).float()
+    x = torch.randn(3, 7, 6)
+    assert gemm._onednn(x) == torch.backends.mkldnn.is_available()
+    lengths = torch.tensor([7, 4, 6])
+    weights = torch.randn(3, 7, 16)
+    results = []
+    for dtype in (torch.float32, torch.float64):
+        m = module.to(dtype)
+        m.zero_grad()
+        xi = x.to(dtype).detach().requires_grad_()
+        y = m(xi, lengths)
+        (y * weights.to(dtype)).sum().backward()
+        results.append([y.detach(), xi.grad] + [p.grad.clone() for p in m.parameters()])
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)

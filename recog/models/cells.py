@@ -2,9 +2,10 @@
 and ``cifg`` (``lstm`` is nn.LSTM itself, see recog.models.padded_lstm). A cell is one
 ``RecurrentLayer`` subclass and one line in ``LAYERS``.
 
-Speed: the input projections of all steps and both directions are one batched matrix product;
-the recurrence is a torch.autograd.Function whose forward and hand-written backward each do
-one batched (both directions) matrix product and a few in-place elementwise ops per step; all
+Speed: the input projections of all steps are one matrix product per direction (through
+oneDNN on the CPU: recog.models.gemm); the recurrence is a torch.autograd.Function whose
+forward and hand-written backward each do one matrix product per direction and a few
+in-place elementwise ops per step; all
 step-independent derivative factors are computed for the whole sequence at once. Variable
 lengths: the batch is sorted by length and each step works on the rows still active, the
 backward direction runs on each sequence reversed within its own length, so no step computes
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recog.models import onnx_lstm  # noqa: F401 - registers torch.ops.recog.onnx_lstm
+from recog.models import gemm, onnx_lstm  # noqa: F401 - onnx_lstm registers its operator
 from recog.models.encoder import reverse_within, time_index, zero_padding
 
 Tensor = torch.Tensor
@@ -66,15 +67,15 @@ def _emit_h(o: Tensor, cn: Tensor, tc: Tensor, h: Tensor, t: int, bs: int) -> No
     torch.mul(o, tc[:, t, :bs], out=h[:, t, :bs])
 
 
-def _dh_step(dh: Tensor, dh_out: Tensor, dgates: Tensor, ut: Tensor, t: int, bs: int
+def _dh_step(dh: Tensor, dh_out: Tensor, dgates: Tensor, u: Tensor, t: int, bs: int
              ) -> Tensor:
     """d loss / d h_t of the first ``bs`` rows, written into ``dh``: from the output at t
-    and, before the last step, through the gates of step t + 1."""
+    and, before the last step, through the gates of step t + 1 (``u``: the recurrent
+    weights, (D, n, gates * n))."""
     dht = dh[:, :bs]
-    if t == dh_out.shape[1] - 1:
-        dht.copy_(dh_out[:, t, :bs])
-    else:
-        torch.baddbmm(dh_out[:, t, :bs], dgates[:, t + 1, :bs], ut, out=dht)
+    dht.copy_(dh_out[:, t, :bs])
+    if t < dh_out.shape[1] - 1:
+        gemm.addmm_(dht, dgates[:, t + 1, :bs], u)
     return dht
 
 
@@ -89,9 +90,10 @@ class _GravesFn(torch.autograd.Function):
         n = g4 // 4
         gates, c, tc, h, h0 = _work(p, n, sizes)
         p_if, p_o = peep[:, None, 0:2], peep[:, None, 2]
+        ut = u.transpose(1, 2).contiguous()  # (D, out, in): oneDNN's layout
         for t, bs in enumerate(sizes):
             gt = gates[:, t, :bs]
-            gt.baddbmm_(h0[:, :bs] if t == 0 else h[:, t - 1, :bs], u)
+            gemm.addmm_(gt, h0[:, :bs] if t == 0 else h[:, t - 1, :bs], ut)
             g = gt.view(d, bs, 4, n)
             cp, cn = c[:, t, :bs], c[:, t + 1, :bs]
             g[:, :, 0:2].addcmul_(cp.unsqueeze(2), p_if).sigmoid_()
@@ -122,15 +124,14 @@ class _GravesFn(torch.autograd.Function):
         dgv = dgates.view(d, t_len, b, 4, n)
         dc = gates.new_zeros(d, b, n)
         dh = gates.new_zeros(d, b, n)
-        ut = u.transpose(1, 2)
         for t in range(t_len - 1, -1, -1):
             bs = sizes[t]
-            dht, dct = _dh_step(dh, dh_out, dgates, ut, t, bs), dc[:, :bs]
+            dht, dct = _dh_step(dh, dh_out, dgates, u, t, bs), dc[:, :bs]
             torch.mul(dht, q_o[:, t, :bs], out=dgv[:, t, :bs, 3])
             dct.addcmul_(dht, r[:, t, :bs])
             torch.mul(dct.unsqueeze(2), k[:, t, :bs], out=dgv[:, t, :bs, 0:3])
             dct.mul_(m[:, t, :bs])
-        du = torch.bmm(h[:, :-1].reshape(d, -1, n).transpose(1, 2),
+        du = gemm.bmm(h[:, :-1].reshape(d, -1, n).transpose(1, 2),
                        dgates[:, 1:].reshape(d, -1, g4))
         dpeep = torch.stack([(dgv[:, :, :, 0] * cp).sum((1, 2)),
                              (dgv[:, :, :, 1] * cp).sum((1, 2)),
@@ -151,10 +152,11 @@ class _PeepholeFn(torch.autograd.Function):
         c = p.new_zeros(d, t_len + 1, b, n)
         h = p.new_zeros(d, t_len, b, n)
         s = c[:, 1:] if identity else p.new_zeros(d, t_len, b, n)
+        ut = u.transpose(1, 2).contiguous()  # (D, out, in): oneDNN's layout
         for t, bs in enumerate(sizes):
             gt = gates[:, t, :bs]
             cp, cn = c[:, t, :bs], c[:, t + 1, :bs]
-            gt[..., :3 * n].baddbmm_(cp, u).sigmoid_()
+            gemm.addmm_(gt[..., :3 * n], cp, ut).sigmoid_()
             g = gt.view(d, bs, 4, n)
             torch.mul(g[:, :, 1], cp, out=cn)
             cn.addcmul_(g[:, :, 0], g[:, :, 3])
@@ -182,16 +184,15 @@ class _PeepholeFn(torch.autograd.Function):
         k = torch.stack([g * _sig_deriv(i), c[:, :-1] * _sig_deriv(f)], 3)
         dcs = torch.zeros_like(e)
         dc = gates.new_zeros(d, b, n)
-        ut = u.transpose(1, 2)
         for t in range(t_len - 1, -1, -1):
             bs = sizes[t]
             dct = dcs[:, t, :bs]
             torch.add(dc[:, :bs], e[:, t, :bs], out=dct)
             torch.mul(dct.unsqueeze(2), k[:, t, :bs], out=dgv[:, t, :bs, 0:2])
             torch.mul(dct, f[:, t, :bs], out=dc[:, :bs])
-            dc[:, :bs].baddbmm_(dgates[:, t, :bs, :3 * n], ut)
+            gemm.addmm_(dc[:, :bs], dgates[:, t, :bs, :3 * n], u)
         dgv[:, :, :, 3] = dcs * i * (1 - g * g)
-        du = torch.bmm(c[:, 1:-1].reshape(d, -1, n).transpose(1, 2),
+        du = gemm.bmm(c[:, 1:-1].reshape(d, -1, n).transpose(1, 2),
                        dgates[:, 1:, :, :3 * n].reshape(d, -1, 3 * n))
         return dgates, du, None, None
 
@@ -205,9 +206,10 @@ class _CIFGFn(torch.autograd.Function):
         d, t_len, b, g3 = p.shape
         n = g3 // 3
         gates, c, tc, h, h0 = _work(p, n, sizes)
+        ut = u.transpose(1, 2).contiguous()  # (D, out, in): oneDNN's layout
         for t, bs in enumerate(sizes):
             gt = gates[:, t, :bs]
-            gt.baddbmm_(h0[:, :bs] if t == 0 else h[:, t - 1, :bs], u)
+            gemm.addmm_(gt, h0[:, :bs] if t == 0 else h[:, t - 1, :bs], ut)
             gt[..., :2 * n].sigmoid_()
             gt[..., 2 * n:].tanh_()
             g = gt.view(d, bs, 3, n)
@@ -233,15 +235,14 @@ class _CIFGFn(torch.autograd.Function):
         dgv = dgates.view(d, t_len, b, 3, n)
         dc = gates.new_zeros(d, b, n)
         dh = gates.new_zeros(d, b, n)
-        ut = u.transpose(1, 2)
         for t in range(t_len - 1, -1, -1):
             bs = sizes[t]
-            dht, dct = _dh_step(dh, dh_out, dgates, ut, t, bs), dc[:, :bs]
+            dht, dct = _dh_step(dh, dh_out, dgates, u, t, bs), dc[:, :bs]
             torch.mul(dht, q_o[:, t, :bs], out=dgv[:, t, :bs, 0])
             dct.addcmul_(dht, r[:, t, :bs])
             torch.mul(dct.unsqueeze(2), k[:, t, :bs], out=dgv[:, t, :bs, 1:3])
             dct.mul_(f[:, t, :bs])
-        du = torch.bmm(h[:, :-1].reshape(d, -1, n).transpose(1, 2),
+        du = gemm.bmm(h[:, :-1].reshape(d, -1, n).transpose(1, 2),
                        dgates[:, 1:].reshape(d, -1, g3))
         return dgates, du, None
 
@@ -291,10 +292,11 @@ class RecurrentLayer(nn.Module):
         length, longest first."""
         if torch.jit.is_scripting():
             return self.scripted(x)
-        return self._fused(self.project(x), lengths)
+        return self._fused(x, lengths)
 
     def project(self, x: Tensor) -> Tensor:
-        """P = W x + b for every step and direction: (D, T, B, gates * n)."""
+        """P = W x + b for every step and direction: (D, T, B, gates * n), in plain ops (the
+        exported form; training and eager inference use ``recog.models.gemm.affine``)."""
         d, t_len, b, _ = x.shape
         return torch.baddbmm(self.bias.unsqueeze(1), x.reshape(d, t_len * b, -1),
                              self.weight_ih).view(d, t_len, b, -1)
@@ -339,8 +341,10 @@ class RecurrentLayer(nn.Module):
         raise NotImplementedError
 
     @torch.jit.unused
-    def _fused(self, p: Tensor, lengths: Tensor) -> Tensor:
-        t_len = p.shape[1]
+    def _fused(self, x: Tensor, lengths: Tensor) -> Tensor:
+        d, t_len, b, _ = x.shape
+        p = gemm.affine(x.reshape(d, t_len * b, -1), self.weight_ih, self.bias)
+        p = p.view(d, t_len, b, -1)
         sizes = (lengths.cpu()[None, :] > torch.arange(t_len)[:, None]).sum(1).tolist()
         # the recurrence runs in the weights' precision even under autocast (mixed dtypes
         # would break its in-place products; a low-precision cell state would drift)
