@@ -229,3 +229,34 @@ def test_signals_arriving_inside_the_steps_native_code_change_nothing(
     assert stormed["epoch"] == reference["epoch"] == 3
     for key, value in reference["model"].items():
         assert torch.equal(value, stormed["model"][key]), key
+
+
+@pytest.mark.parametrize("averaged_error", [30.0, 99.0])
+def test_best_pt_is_the_mean_of_the_best_epochs_when_no_worse_on_dev(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, averaged_error: float) -> None:
+    """trainer.average=3: the three epochs of the lowest dev error are kept in epochs/;
+    best.pt is their mean weights (computed here from those files) when that mean's dev
+    error rate is no worse than the best epoch's, else the best epoch itself."""
+    train_set, dev_set = tiny_corpus(tmp_path / "data")
+    torch.manual_seed(0)
+    model = CTCModel(DIM, len(VOCAB), ModelOptions(hidden=4, layers=1))
+    errors = iter([50.0, 40.0, 45.0, 42.0, 60.0, averaged_error])  # epochs 1-5, the mean
+
+    def scripted(*args: object) -> tuple[float, float, dict]:
+        return 1.0, next(errors), {}
+
+    opts = train.TrainerOptions(epochs=5, early_stop=10, batch_frames=400, max_batch_utts=4,
+                                progress=False, average=3)
+    monkeypatch.setattr(train, "evaluate", scripted)
+    result = train.fit(model, VOCAB, train_set, dev_set, train.OptimOptions(), opts,
+                       tmp_path / "exp", {})
+    kept = sorted(p.name for p in (tmp_path / "exp/epochs").glob("*.pt"))
+    assert kept == ["002.pt", "003.pt", "004.pt"]
+    states = [torch.load(tmp_path / "exp/epochs" / k, weights_only=True)["model"] for k in kept]
+    best = torch.load(tmp_path / "exp/best.pt", weights_only=True)
+    for key, value in best["model"].items():
+        want = (sum(s[key] for s in states) / 3 if averaged_error == 30.0
+                else states[0][key])  # epoch 2, the best alone
+        assert torch.allclose(value, want, atol=1e-6), key
+    assert best["dev_error_rate"] == min(averaged_error, 40.0) == result["best_dev_error_rate"]
+    assert best.get("averaged") == ([2, 4, 3] if averaged_error == 30.0 else None)

@@ -65,6 +65,13 @@ def data_order(trainer: TrainerOptions, config: dict, train_set: CTCDataset,
     return order
 
 
+def best_epochs(history: list[dict], count: int) -> list[dict]:
+    """The ``count`` epochs of ``history`` with the lowest finite dev error rates, best
+    first (the earlier of equal ones first)."""
+    finite = [h for h in history if math.isfinite(h["dev_loss"])]
+    return sorted(finite, key=lambda h: (h["dev_error_rate"], h["epoch"]))[:count]
+
+
 def check_resumable(last: Path, saved: dict | None, now: dict[str, object]) -> None:
     """Refuse to resume ``last`` under settings that change the data order or the model
     (``data_order``), naming each key that differs, with its value then and now."""
@@ -154,11 +161,34 @@ class Checkpointer:
                             global_step=p["global_step"], world_size=self.world.size,
                             data_order=self.order, **self.front_end)
 
-    def save_best(self, epoch: int, dev_error_rate: float) -> None:
+    def save_best(self, epoch: int, dev_error_rate: float, **extra: object) -> None:
         """The model now, as best.pt (rank 0 only)."""
         if self.world.is_main:
             save_checkpoint(self.best, self.model, self.vocab, self.config, epoch=epoch,
-                            dev_error_rate=dev_error_rate, **self.front_end)
+                            dev_error_rate=dev_error_rate, **extra, **self.front_end)
+
+    def keep_epoch(self, epoch: int, history: list[dict], count: int) -> None:
+        """This epoch's model as epochs/NNN.pt, keeping only the ``count`` epochs of the
+        lowest dev error rates (what ``average`` averages; rank 0 only)."""
+        if not self.world.is_main:
+            return
+        folder = self.exp_dir / "epochs"
+        folder.mkdir(exist_ok=True)
+        keep = {h["epoch"] for h in best_epochs(history, count)}
+        if epoch in keep:
+            save_checkpoint(folder / f"{epoch:03d}.pt", self.model, self.vocab, self.config,
+                            epoch=epoch, **self.front_end)
+        for old in folder.glob("*.pt"):
+            if old.stem.isdigit() and int(old.stem) not in keep:
+                old.unlink()
+
+    def averaged(self, epochs: list[int]) -> dict[str, torch.Tensor]:
+        """The mean of the kept models of ``epochs`` (floating tensors; others as the
+        first's)."""
+        states = [read_payload(self.exp_dir / "epochs" / f"{e:03d}.pt")["model"]
+                  for e in epochs]
+        return {k: (torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point()
+                    else v) for k, v in states[0].items()}
 
     def save_history(self, history: list[dict]) -> None:
         """The per-epoch records as history.json (rank 0 only)."""

@@ -23,7 +23,7 @@ from recog.evaluate import evaluate
 from recog.models.ctc import CTCModel
 from recog.progress import Progress
 from recog.tokens import Vocabulary
-from recog.train.checkpointer import Checkpointer, Plateau, data_order
+from recog.train.checkpointer import Checkpointer, Plateau, best_epochs, data_order
 from recog.train.options import Diverged, Interrupted, OptimOptions, TrainerOptions
 from recog.train.signals import StopSignals
 from recog.train.state import EpochStats, TrainState
@@ -120,7 +120,30 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
             finish_epoch(run, epoch, result, dev_loss, dev_err)
             if stop.signum:  # arrived during the evaluation
                 raise Interrupted(stop.signum, checkpointer.last, epoch + 1, 0)
+        if opts.average > 1:
+            average_best(run)
     return {"history": state.history, "best_dev_error_rate": state.best}
+
+
+def average_best(run: Run) -> None:
+    """best.pt = the mean of the weights of the ``trainer.average`` epochs with the lowest
+    dev error rates, when its own dev error rate is no worse than the best epoch's (chosen
+    on dev, like every epoch); otherwise best.pt stays that epoch."""
+    epochs = [h["epoch"] for h in best_epochs(run.state.history, run.opts.average)]
+    if len(epochs) < 2:
+        return
+    single = {k: v.clone() for k, v in run.model.state_dict().items()}
+    run.model.load_state_dict(run.checkpointer.averaged(epochs))
+    _, dev_err = validate(run, epochs[0], 0)
+    if dev_err <= run.state.best:
+        log.info("best.pt: the mean of epochs %s, dev error %.2f %% (epoch %d alone: %.2f %%)",
+                 epochs, dev_err, epochs[0], run.state.best)
+        run.checkpointer.save_best(epochs[0], dev_err, averaged=epochs)
+        run.state.best = dev_err
+    else:
+        log.info("best.pt: epoch %d (%.2f %%); the mean of epochs %s is worse on dev "
+                 "(%.2f %%)", epochs[0], run.state.best, epochs, dev_err)
+    run.model.load_state_dict(single)
 
 
 def train_epoch(run: Run, epoch: int) -> EpochResult:
@@ -220,6 +243,8 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, dev_loss: float,
     elif dev_err < state.best:
         state.best = dev_err
         run.checkpointer.save_best(epoch, dev_err)
+    if run.opts.average > 1:
+        run.checkpointer.keep_epoch(epoch, state.history, run.opts.average)
     state.epoch, state.position = epoch, None
     run.checkpointer.save_last(state, run.optimizer, run.scheduler)
     run.checkpointer.save_history(state.history)

@@ -43,6 +43,8 @@ class TrainerOptions:
     resume: bool = True  # continue from last.pt when the experiment folder has one
     overwrite: bool = False  # resume=false may replace a finished run's best.pt
     checkpoint_every: int = 200  # also write last.pt every this many steps (0: epoch ends)
+    average: int = 1  # best.pt = the mean of the weights of this many best epochs (on dev),
+    #                   when it is no worse on dev than the best epoch alone (1: no averaging)
     backend: str = "auto"  # torch.distributed under torchrun: auto = nccl on GPU, gloo on CPU
     dist_timeout_s: float = 600.0  # rendezvous and collective timeout under torchrun
     progress: bool = True
