@@ -44,6 +44,7 @@ class AugmentOptions:
     noise_prob: float = 0.0  # chance that a copy gets additive white noise ...
     noise_snr: list[float] = field(default_factory=lambda: [10.0, 30.0])  # ... at this SNR
     vtlp: list[float] = field(default_factory=lambda: [1.0, 1.0])  # warp factor range
+    pad: list[float] = field(default_factory=lambda: [0.0, 0.0])  # s of quiet before, after
     ink: InkAugmentOptions = field(default_factory=InkAugmentOptions)  # pen strokes' copies
     seed: int = 0
 
@@ -51,7 +52,7 @@ class AugmentOptions:
     def copies(self) -> bool:
         """Whether the training set is replaced by perturbed copies of itself."""
         return (list(self.speed_factors) != [1.0] or self.noise_prob > 0
-                or list(self.vtlp) != [1.0, 1.0])
+                or list(self.vtlp) != [1.0, 1.0] or list(self.pad) != [0.0, 0.0])
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,14 +68,18 @@ class AugmentOptions:
         if len(self.vtlp) != 2 or not 0.5 <= self.vtlp[0] <= self.vtlp[1] <= 2.0:
             raise ValueError(f"augment.vtlp is [low, high] warp factors within [0.5, 2], "
                              f"not {list(self.vtlp)}")
+        if len(self.pad) != 2 or not 0 <= self.pad[0] <= self.pad[1] <= 5:
+            raise ValueError(f"augment.pad is [low, high] seconds within [0, 5], not "
+                             f"{list(self.pad)}")
         if not 0 <= self.noise_prob <= 1 or not 0 <= self.time_fraction <= 1:
             raise ValueError("augment.noise_prob and augment.time_fraction lie in [0, 1]")
 
 
 def perturbed_copies(utts: Sequence[Utterance], opts: AugmentOptions) -> list[Utterance]:
     """One copy of every utterance per speed factor, ids suffixed ``-sp<factor>`` (none for
-    1.0), ``-n<snr>`` when noisy and ``-w<factor>`` when warped; the perturbation is in
-    ``extra`` (``speed``, ``noise_snr``, ``noise_seed``, ``vtlp``) for the front end."""
+    1.0), ``-n<snr>`` when noisy, ``-w<factor>`` when warped and ``-p<lead>+<trail>`` when
+    padded; the perturbation is in ``extra`` (``speed``, ``noise_snr``, ``noise_seed``,
+    ``vtlp``, ``pad``, ``pad_seed``) for the front end."""
     opts.check()
     out = []
     for factor in opts.speed_factors:
@@ -90,6 +95,10 @@ def perturbed_copies(utts: Sequence[Utterance], opts: AugmentOptions) -> list[Ut
             if list(opts.vtlp) != [1.0, 1.0]:  # drawn last: the other draws stay as they were
                 extra["vtlp"] = round(float(rng.uniform(*opts.vtlp)), 4)
                 suffix += f"-w{extra['vtlp']:.4f}"
+            if list(opts.pad) != [0.0, 0.0]:  # drawn after the others, which stay as they were
+                extra["pad"] = [round(float(rng.uniform(*opts.pad)), 3) for _ in range(2)]
+                extra["pad_seed"] = int(rng.integers(2**31))
+                suffix += "-p{:.3f}+{:.3f}".format(*extra["pad"])
             out.append(replace(u, id=u.id + suffix, extra=extra))
     return out
 

@@ -3,6 +3,7 @@ numpy computations of the masks, lengths and SNRs), and never reaches decoding."
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -143,3 +144,28 @@ def test_group_normalization_matches_numpy_per_speaker() -> None:
     assert np.allclose(norm.apply(2, frames[2]), expected, atol=1e-5)
     alone = (frames[3] - frames[3].mean(0)) / frames[3].std(0)
     assert np.allclose(norm.apply(3, frames[3]), alone, atol=1e-5)
+
+
+def test_pad_draws_seeded_quiet_around_each_copy_and_leaves_the_other_draws_alone() -> None:
+    base = AugmentOptions(speed_factors=[0.9, 1.0], noise_prob=0.5, vtlp=[0.9, 1.1], seed=4)
+    padded = perturbed_copies(_utts(), replace(base, pad=[0.0, 0.3]))
+    plain = perturbed_copies(_utts(), base)
+    pads = [c.extra["pad"] for c in padded]
+    assert all(0 <= a <= 0.3 and 0 <= b <= 0.3 for a, b in pads)
+    assert len({a for a, _ in pads}) > 30
+    assert [c.id for c in padded] == [p.id + f"-p{a:.3f}+{b:.3f}"
+                                      for p, (a, b) in zip(plain, pads, strict=True)]
+    assert [c.extra.get("vtlp") for c in padded] == [p.extra.get("vtlp") for p in plain]
+    assert [c.extra["pad"] for c in perturbed_copies(_utts(), replace(base, pad=[0, 0.3]))
+            ] == pads
+    with pytest.raises(ValueError, match="augment.pad"):
+        AugmentOptions(pad=[0.3, 0.1]).check()
+    # the waveform: 0.25 s before and 0.5 s after at 8 kHz, quiet 40 dB below the signal
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal(4000).astype(np.float32))
+    y = perturb(x, 8000, {"pad": [0.25, 0.5], "pad_seed": 7})
+    assert y.numel() == 2000 + 4000 + 4000 and torch.equal(y[2000:6000], x)
+    quiet = torch.cat([y[:2000], y[6000:]])
+    ratio_db = 10 * math.log10(float(quiet.square().mean() / x.square().mean()))
+    assert -41 < ratio_db < -39
+    assert torch.equal(y, perturb(x, 8000, {"pad": [0.25, 0.5], "pad_seed": 7}))
