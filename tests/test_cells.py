@@ -304,10 +304,10 @@ def test_onednn_products_equal_the_float64_path(cell: str) -> None:
 
     torch.manual_seed(0)
     module = make(cell, 6, 8, layers=2, bidirectional=True).float()
-    x = torch.randn(3, 7, 6)
-    assert gemm._onednn(x) == torch.backends.mkldnn.is_available()
-    lengths = torch.tensor([7, 4, 6])
-    weights = torch.randn(3, 7, 16)
+    x = torch.randn(18, 7, 6)  # >= gemm.MIN_ROWS rows: steps through oneDNN too
+    assert gemm._onednn(x.transpose(0, 1)) == torch.backends.mkldnn.is_available()
+    lengths = torch.tensor([7] * 16 + [4, 6])
+    weights = torch.randn(18, 7, 16)
     results = []
     for dtype in (torch.float32, torch.float64):
         m = module.to(dtype)
