@@ -3,10 +3,11 @@
 torch's float32 matrix product on the CPU goes to its BLAS (MKL), whose kernels on AMD
 processors run at about half the speed of oneDNN's, the library nn.LSTM's own CPU kernel
 uses (measured on an AMD EPYC, one thread, 4,800 x 500 by 500 x 1,000: MKL 46-58 ms,
-oneDNN 21-24 ms; on Intel processors the two are close). So the custom cells' big products
-(the input projections of all steps, forward and backward) call oneDNN's inner product
-where it is available, and ``torch.baddbmm`` elsewhere (other devices and dtypes, or a
-torch built without oneDNN): the same values to float32 rounding.
+oneDNN 21-24 ms; on Intel processors the two are close). So the custom cells' products
+(the input projections of all steps, forward and backward, the recurrent steps' and the
+recurrent weights' gradients) call oneDNN's inner product where it is available and the
+product has at least ``MIN_ROWS`` rows, and ``torch.baddbmm`` elsewhere (other devices and
+dtypes, autocast, or a torch built without oneDNN): the same values to float32 rounding.
 """
 
 from __future__ import annotations
