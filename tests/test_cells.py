@@ -9,7 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from recog.models import CELLS, CTCModel, Encoder, ModelOptions, load_checkpoint, save_checkpoint
+from recog.models import (
+    CELLS,
+    CTCModel,
+    Encoder,
+    ModelOptions,
+    gemm,
+    load_checkpoint,
+    save_checkpoint,
+)
 from recog.models.cells import PeepholeOptions, StackedRecurrent
 from recog.models.convlstm import ConvLSTMFrontEnd, ConvLSTMOptions
 from recog.tokens import Vocabulary
@@ -300,8 +308,6 @@ def test_onednn_products_equal_the_float64_path(cell: str) -> None:
     """In float32 on the CPU the cells' matrix products go through oneDNN (recog.models.gemm);
     outputs and every gradient equal the float64 copy's, which runs torch.bmm / baddbmm
     (gradchecked above), to float32 rounding."""
-    from recog.models import gemm
-
     torch.manual_seed(0)
     module = make(cell, 6, 8, layers=2, bidirectional=True).float()
     x = torch.randn(18, 7, 6)  # >= gemm.MIN_ROWS rows: steps through oneDNN too

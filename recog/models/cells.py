@@ -292,14 +292,22 @@ class RecurrentLayer(nn.Module):
         length, longest first."""
         if torch.jit.is_scripting():
             return self.scripted(x)
-        return self._fused(x, lengths)
+        return self._fused(self.project(x), lengths)
 
     def project(self, x: Tensor) -> Tensor:
-        """P = W x + b for every step and direction: (D, T, B, gates * n), in plain ops (the
-        exported form; training and eager inference use ``recog.models.gemm.affine``)."""
+        """P = W x + b for every step and direction: (D, T, B, gates * n); plain ops under
+        TorchScript (the exported form), ``recog.models.gemm.affine`` otherwise."""
         d, t_len, b, _ = x.shape
-        return torch.baddbmm(self.bias.unsqueeze(1), x.reshape(d, t_len * b, -1),
-                             self.weight_ih).view(d, t_len, b, -1)
+        x = x.reshape(d, t_len * b, -1)
+        if torch.jit.is_scripting():
+            p = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight_ih)
+        else:
+            p = self._affine(x)
+        return p.view(d, t_len, b, -1)
+
+    @torch.jit.unused
+    def _affine(self, x: Tensor) -> Tensor:
+        return gemm.affine(x, self.weight_ih, self.bias)
 
     def scripted(self, x: Tensor) -> Tensor:
         """The layer under TorchScript (export): ``step`` over every row and step, or, in the
@@ -341,10 +349,8 @@ class RecurrentLayer(nn.Module):
         raise NotImplementedError
 
     @torch.jit.unused
-    def _fused(self, x: Tensor, lengths: Tensor) -> Tensor:
-        d, t_len, b, _ = x.shape
-        p = gemm.affine(x.reshape(d, t_len * b, -1), self.weight_ih, self.bias)
-        p = p.view(d, t_len, b, -1)
+    def _fused(self, p: Tensor, lengths: Tensor) -> Tensor:
+        t_len = p.shape[1]
         sizes = (lengths.cpu()[None, :] > torch.arange(t_len)[:, None]).sum(1).tolist()
         # the recurrence runs in the weights' precision even under autocast (mixed dtypes
         # would break its in-place products; a low-precision cell state would drift)

@@ -64,7 +64,7 @@ def affine(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """x (D, N, in) @ w (D, in, out) + b (D, out) -> (D, N, out), differentiable."""
     if _onednn(x) and w.dtype == x.dtype:
         return _Affine.apply(x, w, b)
-    return torch.baddbmm(b.unsqueeze(1).to(x.dtype), x, w.to(x.dtype))
+    return torch.baddbmm(b.unsqueeze(1), x, w)
 
 
 def bmm(a: Tensor, b: Tensor) -> Tensor:
