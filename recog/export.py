@@ -5,9 +5,10 @@ The exported graph is the model's own ``exportable()`` form (recog.models.encode
 protocol): input normalisation, front end, frame stacking, the recurrent stack (padded, the
 backward direction of each layer on every sequence reversed within its length), linear,
 log-softmax. ``lstm`` and ``indy`` layers run torch.lstm (ONNX: the ``LSTM`` operator); in
-ONNX ``graves`` and ``cifg`` are ``LSTM`` operators too (graves' peepholes through its ``P``
-input, cifg's coupled gates through ``input_forget``), in TorchScript loops of their step
-equations; ``peephole``, whose gates read c_{t-1} instead of h_{t-1}, is a loop in both. A
+ONNX the other cells are ``LSTM`` operators too (graves' peepholes through its ``P`` input,
+cifg's coupled gates through ``input_forget``; ``peephole``, whose gates read c_{t-1} instead
+of h_{t-1}, as the operator over c alone with h = c, its output gate one product over all
+steps afterwards), in TorchScript loops of their step equations. A
 padded batch gives the eager model's log-probs, which the export checks on a ragged batch
 before writing anything. Feature extraction stays outside (its options are written to
 ``front_end.json`` beside the model, the tokens to ``tokens.json``).

@@ -13,6 +13,7 @@ import torch
 from recog.data.utterance import DataError
 from recog.export import check_equal, export
 from recog.models import CELLS, CTCModel, ModelOptions, save_checkpoint
+from recog.models.cells import PeepholeOptions
 from recog.models.convlstm import ConvLSTMOptions
 from recog.tokens import Vocabulary
 
@@ -57,8 +58,9 @@ def test_scripted_network_matches_eager(cell: str, stack: int, bidirectional: bo
                                         onnx: bool) -> None:
     """The TorchScript form runs each cell's step equations in plain ops; eager training runs
     the fused autograd.Functions (nn.LSTM: the same code): they agree on ragged batches. The
-    ONNX form runs graves and cifg through ONNX's LSTM equations (torch.ops.recog.onnx_lstm's
-    kernel) with the weights rearranged: the same outputs again."""
+    ONNX form runs graves, cifg and peephole through ONNX's LSTM equations
+    (torch.ops.recog.onnx_lstm's kernel) with the weights rearranged: the same outputs
+    again."""
     eager = _model(cell, stack=stack, bidirectional=bidirectional)
     scripted = torch.jit.script(eager.exportable(onnx))
     for lengths in LENGTHS:
@@ -93,23 +95,33 @@ def test_torchscript_and_onnx_exports_match_eager(tmp_path: Path, cell: str,
         _assert_same(eager, run, lengths)
 
 
-# the cells whose layers ONNX's LSTM operator computes; peephole's gates read c_{t-1}
-FUSED_IN_ONNX = {"lstm": True, "indy": True, "graves": True, "cifg": True, "peephole": False}
-
-
 @pytest.mark.parametrize("cell", sorted(CELLS))
-def test_onnx_graph_has_one_lstm_operator_per_direction_where_the_cell_allows(
-        tmp_path: Path, cell: str) -> None:
+def test_onnx_graph_has_one_lstm_operator_per_direction(tmp_path: Path, cell: str) -> None:
+    """Every cell's layers are ONNX LSTM operators, no Loop (peephole's: the recurrence of
+    c, its output gate outside)."""
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     ckpt = tmp_path / "best.pt"
     save_checkpoint(ckpt, _model(cell), VOCAB, {})
     export(ckpt, tmp_path / "out", ("onnx",))
     ops = [n.op_type for n in onnx.load(str(tmp_path / "out/model.onnx")).graph.node]
-    if FUSED_IN_ONNX[cell]:
-        assert ops.count("LSTM") == 2 * 2 and "Loop" not in ops, ops  # 2 layers x 2 directions
-    else:
-        assert "LSTM" not in ops and "Loop" in ops, ops
+    assert ops.count("LSTM") == 2 * 2 and "Loop" not in ops, ops  # 2 layers x 2 directions
+
+
+def test_peephole_with_identity_sigma_h_exports_equal(tmp_path: Path) -> None:
+    """sigma_h = identity (h = o c) takes the same ONNX path as tanh: ORT equals eager."""
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    eager = CTCModel(6, len(VOCAB), ModelOptions(
+        cell="peephole", hidden=7, layers=2, peephole=PeepholeOptions(sigma_h="identity")))
+    eager.eval()
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, eager, VOCAB, {})
+    export(ckpt, tmp_path / "out", ("onnx",))
+    session = ort.InferenceSession(str(tmp_path / "out/model.onnx"))
+    for lengths in LENGTHS:
+        _assert_same(eager, lambda f, n: session.run(None, {"feats": f.numpy(),
+                                                            "lengths": n.numpy()}), lengths)
 
 
 @pytest.mark.parametrize("cell", ["graves", "cifg"])

@@ -268,7 +268,8 @@ class RecurrentLayer(nn.Module):
 
     gates, recurrent, peepholes = 4, 4, 0
     coupled = 0  # ONNX LSTM's input_forget, for cells whose ``onnx_weights`` exist
-    __constants__ = ["as_onnx_lstm", "coupled"]
+    emit_cell = 0  # 1: the ONNX LSTM computes c_t and feeds c_{t-1} back (recog.models.onnx_lstm)
+    __constants__ = ["as_onnx_lstm", "coupled", "emit_cell"]
 
     def __init__(self, input_size: int, hidden_size: int, directions: int,
                  peephole: PeepholeOptions | None = None):
@@ -325,11 +326,16 @@ class RecurrentLayer(nn.Module):
         """(D, T, B, in) -> (D, T, B, n) by torch.ops.recog.onnx_lstm, one call per direction
         (constant indices: the exporter folds the weights into constants)."""
         w, r, b, p = self.onnx_weights(0)
-        outs = [torch.ops.recog.onnx_lstm(x[0], w, r, b, p, self.coupled)]
+        outs = [torch.ops.recog.onnx_lstm(x[0], w, r, b, p, self.coupled, self.emit_cell)]
         if self.directions == 2:
             w, r, b, p = self.onnx_weights(1)
-            outs.append(torch.ops.recog.onnx_lstm(x[1], w, r, b, p, self.coupled))
-        return torch.stack(outs)
+            outs.append(torch.ops.recog.onnx_lstm(x[1], w, r, b, p, self.coupled,
+                                                  self.emit_cell))
+        return self.onnx_output(x, torch.stack(outs))
+
+    def onnx_output(self, x: Tensor, y: Tensor) -> Tensor:
+        """The layer's output from the inputs x and the operators' outputs y: y itself."""
+        return y
 
     def loop(self, p: Tensor) -> Tensor:
         """The recurrence over every row and step by ``step`` (padding included: it follows
@@ -393,6 +399,7 @@ class PeepholeLayer(RecurrentLayer):
     """``peephole``: gates [i, f, o] read c_{t-1}, g = tanh(W_g x + b_g), h = o sigma_h(c)."""
 
     gates, recurrent, peepholes = 4, 3, 0
+    emit_cell = 1  # its ONNX form: the LSTM operator over c alone, then the output gate
 
     def __init__(self, input_size: int, hidden_size: int, directions: int,
                  peephole: PeepholeOptions | None = None):
@@ -410,6 +417,29 @@ class PeepholeLayer(RecurrentLayer):
 
     def fused(self, p: Tensor, sizes: list[int]) -> Tensor:
         return _PeepholeFn.apply(p, self.weight_hh, sizes, self.identity)
+
+    def onnx_weights(self, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The recurrence of c alone as ONNX's LSTM with h = c (``emit_cell``): its i, f
+        read c_{t-1} through R, its output gate held open, g without recurrent weights;
+        ``onnx_output`` applies this cell's own output gate afterwards. (sigma(1e4) = 1 in
+        float32.)"""
+        n = self.hidden_size
+        w, r, b = self.weight_ih[k].t(), self.weight_hh[k].t(), self.bias[k]
+        zero = torch.zeros_like(w[:n])
+        return (torch.cat([w[:n], zero, w[n:2 * n], w[3 * n:]]),
+                torch.cat([r[:n], torch.zeros_like(r[:n]), r[n:2 * n], torch.zeros_like(r[:n])]),
+                torch.cat([b[:n], torch.full_like(b[:n], 1e4), b[n:2 * n], b[3 * n:]]),
+                b.new_zeros(3 * n))
+
+    def onnx_output(self, x: Tensor, c: Tensor) -> Tensor:
+        """From c_t of every step (ONNX's LSTM), the output gate o_t = sigma(W_o x_t + b_o +
+        U_o c_{t-1}) of all steps at once, h_t = o_t sigma_h(c_t)."""
+        d, t_len, b, n = c.shape
+        before = torch.cat([torch.zeros_like(c[:, :1]), c[:, :-1]], 1).reshape(d, t_len * b, n)
+        a_o = torch.baddbmm(self.bias[:, None, 2 * n:3 * n], x.reshape(d, t_len * b, -1),
+                            self.weight_ih[:, :, 2 * n:3 * n])
+        o = torch.sigmoid(torch.baddbmm(a_o, before, self.weight_hh[:, :, 2 * n:]))
+        return o.view(d, t_len, b, n) * (c if self.identity else torch.tanh(c))
 
 
 class CIFGLayer(RecurrentLayer):

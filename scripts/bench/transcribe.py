@@ -10,7 +10,12 @@ on the weights. The audio is the synthetic TIMIT test set when ``--audio`` (defa
 data/timit_synthetic/corpus/TIMIT/TEST) holds it, else noise of the same lengths (2-4 s).
 One thread for both runtimes; the median of ``--repeats`` timed calls after a warm-up,
 the two runtimes interleaved; RTF = seconds of compute / seconds of audio. The outputs are
-compared: the same tokens for every file, and the largest score difference.
+compared: the same tokens for every file, and the largest score difference. Beside the
+whole call, the same run times its parts: the features (reading and filterbanks, the same
+code for both runtimes) and the network alone on the same padded batches, each runtime's
+(medians of ``--repeats`` again), so that what each runtime can gain is visible: a
+runtime that took no time at all would make the whole call at most (whole / features)x
+faster.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from recog.batching import bucket_batches, pad
 from recog.features.audio import AudioFeatureOptions
 from recog.models import CTCModel, ModelOptions, save_checkpoint
 from recog.models.cells import LAYERS
@@ -56,6 +62,30 @@ def _time(run: object, files: list[Path]) -> tuple[float, list[dict]]:
     return time.perf_counter() - start, out
 
 
+def _parts(eager: Transcriber, onnx: Transcriber, files: list[Path], repeats: int
+           ) -> dict[str, float]:
+    """Median seconds of the features of ``files`` and of each runtime's network alone on
+    the padded batches ``Transcriber`` makes of them."""
+    def features() -> list[torch.Tensor]:
+        return [eager.features(f) for f in files]
+
+    feats = features()
+    batches = [pad([feats[i] for i in b], feats[0].shape[1])
+               for b in bucket_batches([len(f) for f in feats], eager.opts.batch_frames)]
+    runs = {"features": features,
+            "eager": lambda: [eager.model(x, n) for x, n in batches],
+            "onnx": lambda: [onnx.network(x, n) for x, n in batches]}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    with torch.no_grad():
+        for rep in range(repeats + 1):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                if rep:
+                    times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="a tiny network and 3 files")
@@ -74,7 +104,8 @@ def main() -> None:
         print(f"{len(files)} files, {seconds:.1f} s of audio ({kind}); {layers} x {hidden} "
               f"bidirectional, stack 3; one thread; median of {args.repeats}")
         print(f"{'cell':10} {'eager RTF':>10} {'onnx RTF':>10} {'speed-up':>9} {'same tokens':>12} "
-              f"{'max |score diff|':>17}")
+              f"{'max |score diff|':>17} {'features RTF':>13} {'net eager':>10} {'net onnx':>9} "
+              f"{'net speed-up':>13}")
         for cell in CELLS:
             torch.manual_seed(0)
             model = CTCModel(features.dim, len(vocab), ModelOptions(
@@ -95,12 +126,18 @@ def main() -> None:
             e, o = (statistics.median(times[k]) / seconds for k in ("eager", "onnx"))
             same = sum(a["tokens"] == b["tokens"] for a, b in zip(want, got, strict=True))
             diff = max(abs(a["score"] - b["score"]) for a, b in zip(want, got, strict=True))
+            part = {k: v / seconds for k, v in _parts(eager, onnx, files, args.repeats).items()}
             records.append({"cell": cell, "eager_rtf": round(e, 5), "onnxruntime_rtf": round(o, 5),
                             "speedup": round(e / o, 3), "same_tokens": f"{same}/{len(files)}",
                             "max_abs_score_diff": diff, "audio_seconds": round(seconds, 2),
-                            "files": len(files), "hidden": hidden, "layers": layers})
+                            "files": len(files), "hidden": hidden, "layers": layers,
+                            "features_rtf": round(part["features"], 5),
+                            "network_eager_rtf": round(part["eager"], 5),
+                            "network_onnxruntime_rtf": round(part["onnx"], 5),
+                            "network_speedup": round(part["eager"] / part["onnx"], 3)})
             print(f"{cell:10} {e:10.4f} {o:10.4f} {e / o:8.2f}x {same:>7}/{len(files):<4} "
-                  f"{diff:17.1e}")
+                  f"{diff:17.1e} {part['features']:13.4f} {part['eager']:10.4f} "
+                  f"{part['onnx']:9.4f} {part['eager'] / part['onnx']:12.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
