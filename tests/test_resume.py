@@ -260,3 +260,25 @@ def test_best_pt_is_the_mean_of_the_best_epochs_when_no_worse_on_dev(
         assert torch.allclose(value, want, atol=1e-6), key
     assert best["dev_error_rate"] == min(averaged_error, 40.0) == result["best_dev_error_rate"]
     assert best.get("averaged") == ([2, 4, 3] if averaged_error == 30.0 else None)
+
+
+def test_time_limit_stops_before_an_epoch_that_would_end_past_it(tmp_path: Path) -> None:
+    """trainer.max_minutes: the run ends once one more epoch, as slow as the slowest so far,
+    would end past the limit (here: any limit below one epoch stops after the first), and a
+    limit of 0 stops nothing; best.pt and last.pt are written as after any run."""
+    from recog.train.loop import _out_of_time
+
+    history = [{"seconds": 50.0}, {"seconds": 70.0}]  # 2 minutes spent, slowest 70 s
+    assert not _out_of_time(history, 3.2) and _out_of_time(history, 3.1)
+    assert not _out_of_time(history, 0.0) and not _out_of_time([], 1e-9)
+    train_set, dev_set = tiny_corpus(tmp_path / "data")
+    for limit, epochs in ((1e-6, 1), (0.0, 3)):
+        torch.manual_seed(0)
+        model = CTCModel(DIM, len(VOCAB), ModelOptions(hidden=4, layers=1))
+        opts = train.TrainerOptions(epochs=3, early_stop=10, batch_frames=400,
+                                    max_batch_utts=4, progress=False, max_minutes=limit)
+        exp = tmp_path / f"exp{epochs}"
+        result = train.fit(model, VOCAB, train_set, dev_set, train.OptimOptions(), opts, exp, {})
+        assert len(result["history"]) == epochs
+        assert torch.load(exp / "last.pt", weights_only=True)["epoch"] == epochs
+        assert (exp / "best.pt").is_file()

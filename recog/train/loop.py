@@ -115,6 +115,11 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
             if _epochs_since_best(state.history) >= opts.early_stop:
                 log.info("early stop: no better dev error rate for %d epochs", opts.early_stop)
                 break
+            if broadcast(_out_of_time(state.history, opts.max_minutes)):  # rank 0 decides
+                log.info("time limit: another epoch would end past trainer.max_minutes=%g "
+                         "(%d epochs, %.1f minutes so far)", opts.max_minutes,
+                         len(state.history), _minutes(state.history))
+                break
             result = train_epoch(run, epoch)
             dev_loss, dev_err = validate(run, epoch, result.steps)
             finish_epoch(run, epoch, result, dev_loss, dev_err)
@@ -282,6 +287,20 @@ def _tensorboard(exp_dir: Path):  # noqa: ANN202 - a SummaryWriter, or None
     except ImportError:
         return None
     return SummaryWriter(log_dir=str(exp_dir / "tensorboard"))
+
+
+def _minutes(history: list[dict]) -> float:
+    """Minutes the recorded epochs took (training and evaluation)."""
+    return sum(h["seconds"] for h in history) / 60
+
+
+def _out_of_time(history: list[dict], max_minutes: float) -> bool:
+    """Whether one more epoch, as slow as the slowest so far, would end past
+    ``max_minutes`` (never with no limit or no epoch done). From the history, so a resumed
+    run decides as the uninterrupted one would have."""
+    if max_minutes <= 0 or not history:
+        return False
+    return _minutes(history) + max(h["seconds"] for h in history) / 60 > max_minutes
 
 
 def _epochs_since_best(history: list[dict]) -> int:

@@ -31,6 +31,8 @@ class TrainerOptions:
 
     epochs: int = 20
     early_stop: int = 4  # stop after this many epochs without a better dev error rate
+    max_minutes: float = 0.0  # no epoch starts that would end past this many minutes of
+    #                           training, judged by the slowest epoch so far (0: no limit)
     batch_frames: int = 12000  # padded input frames per optimiser step (all processes)
     max_batch_utts: int = 64  # utterances per optimiser step (all processes)
     accumulate: int = 1  # micro-batches per step and process: less memory, same update
