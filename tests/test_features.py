@@ -125,3 +125,28 @@ def test_cache_builds_once_and_rebuilds_on_change(tmp_path) -> None:
     allf = np.concatenate([c1[0], c1[1]])
     assert np.allclose(mean, allf.mean(0)) and np.allclose(std, allf.std(0), atol=1e-4)
     assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_trim_keeps_the_loud_part_and_a_margin() -> None:
+    """features.audio.trim_db: 0.3 s of faint noise, 0.2 s of a tone, 0.4 s of noise; frames
+    (25 ms every 10 ms) more than trim_db below the loudest are cut from both ends, 50 ms
+    kept beyond; the kept rows equal the untrimmed features' rows (counted here by hand
+    from the frame energies in NumPy); trim_db=0 keeps every frame."""
+    rate = 16000
+    rng = np.random.default_rng(0)
+    t = np.arange(int(0.2 * rate)) / rate
+    wav = np.concatenate([rng.normal(0, 1e-4, int(0.3 * rate)), 0.5 * np.sin(2 * np.pi * 440 * t),
+                          rng.normal(0, 1e-4, int(0.4 * rate))]).astype(np.float32)
+    whole = audio_features(torch.from_numpy(wav), rate, AudioFeatureOptions())
+    trimmed = audio_features(torch.from_numpy(wav), rate, AudioFeatureOptions(trim_db=30.0))
+    frames = np.stack([wav[i * 160:i * 160 + 400] for i in range(len(whole))]
+                      ).astype(np.float64)
+    db = 10 * np.log10((frames ** 2).sum(1))
+    loud = np.flatnonzero(db >= db.max() - 30)
+    first, last = loud[0] - 5, loud[-1] + 5
+    # the tone (samples 4800-7999) reaches frames 28 (160 * 28 + 400 > 4800) to 49
+    # (160 * 49 < 8000), the faint noise is ~70 dB below it: frames 23-54 stay
+    assert (first, last) == (23, 54)
+    assert torch.equal(trimmed, whole[first:last + 1])
+    assert torch.equal(audio_features(torch.from_numpy(wav), rate, AudioFeatureOptions(
+        trim_db=0.0)), whole)

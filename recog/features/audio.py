@@ -39,6 +39,10 @@ class AudioFeatureOptions:
     # so a cache key names one result); with dither > 0, dither_seed makes it repeatable
     dither: float = 0.0
     dither_seed: int = 0
+    # end-pointing: drop the frames before the first and after the last frame whose energy
+    # is within trim_db of the loudest frame's (keeping TRIM_MARGIN_MS around them), so
+    # that recordings with and without room noise around the word look alike; 0: keep all
+    trim_db: float = 0.0
 
     @property
     def dim(self) -> int:
@@ -49,6 +53,9 @@ class AudioFeatureOptions:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+TRIM_MARGIN_MS = 50.0  # kept beyond the first and last frame above the trim threshold
 
 
 def num_frames(num_samples: int, opts: AudioFeatureOptions) -> int:
@@ -117,4 +124,18 @@ def audio_features(waveform: torch.Tensor, sample_rate: int, opts: AudioFeatureO
             feats = compute(wav, **common)
     else:
         feats = compute(wav, **common)
-    return add_deltas(feats, opts.delta_order, opts.delta_window)
+    feats = add_deltas(feats, opts.delta_order, opts.delta_window)
+    return feats[speech_frames(wav[0], opts)] if opts.trim_db > 0 else feats
+
+
+def speech_frames(wav: torch.Tensor, opts: AudioFeatureOptions) -> slice:
+    """The frames from the first to the last whose energy (sum of squares over Kaldi's
+    frame, snip_edges) is at most ``opts.trim_db`` below the loudest frame's, widened by
+    ``TRIM_MARGIN_MS`` on each side (energy end-pointing, as a VAD would cut)."""
+    length = int(opts.sample_rate * opts.frame_length_ms / 1000)
+    shift = int(opts.sample_rate * opts.frame_shift_ms / 1000)
+    energy = wav.unfold(0, length, shift).double().pow(2).sum(1)
+    db = 10 * torch.log10(energy.clamp_min(1e-10))
+    loud = torch.nonzero(db >= db.max() - opts.trim_db).flatten()
+    margin = round(TRIM_MARGIN_MS / opts.frame_shift_ms)
+    return slice(max(int(loud[0]) - margin, 0), int(loud[-1]) + margin + 1)
