@@ -39,6 +39,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp
 
 
+def test_features_verb_sets_the_thread_count(tmp_path: Path) -> None:
+    """recog-features computes with trainer.num_threads torch threads (auto: half the cores,
+    as training does), not torch's default of one per core, and says so."""
+    assert _verb("prepare", tmp_path).returncode == 0
+    run = _verb("features", tmp_path, "trainer.num_threads=0")
+    assert run.returncode == 0, run.stderr
+    assert f"torch threads: {choose_threads(0)} (trainer.num_threads=0, auto" in run.stdout
+
+
 def _hyps(tmp: Path) -> str:
     return (tmp / "exp" / "results" / "test" / "hyp.txt").read_text()
 

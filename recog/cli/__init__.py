@@ -88,8 +88,11 @@ def prepare(cfg: DictConfig) -> None:
 @_verb
 def features(cfg: DictConfig) -> None:
     """recog-features: build the feature caches of the training, dev and decode splits."""
+    from recog.threads import set_threads
+
     _logging()
     c = _typed(cfg)
+    set_threads(c.trainer.num_threads)  # torch's one per core: 30x slower on a busy machine
     for split in dict.fromkeys([c.corpus.train_split, c.corpus.dev_split, *c.decode_splits]):
         cache = pipeline.features(c, split)
         print(f"{split}: {len(cache)} utterances, {int(cache.lengths.sum())} frames x "
