@@ -26,6 +26,7 @@ from recog.distributed import env_world
 from recog.errors import guarded
 from recog.lockfile import exp_lock
 from recog.report import format_speakers, format_tuning
+from recog.threads import set_threads
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 register()
@@ -88,8 +89,6 @@ def prepare(cfg: DictConfig) -> None:
 @_verb
 def features(cfg: DictConfig) -> None:
     """recog-features: build the feature caches of the training, dev and decode splits."""
-    from recog.threads import set_threads
-
     _logging()
     c = _typed(cfg)
     set_threads(c.trainer.num_threads)  # torch's one per core: 30x slower on a busy machine

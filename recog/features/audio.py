@@ -58,10 +58,15 @@ class AudioFeatureOptions:
 TRIM_MARGIN_MS = 50.0  # kept beyond the first and last frame above the trim threshold
 
 
+def frame_samples(opts: AudioFeatureOptions) -> tuple[int, int]:
+    """Samples per analysis frame and per frame shift, as Kaldi rounds them."""
+    return (int(opts.sample_rate * opts.frame_length_ms / 1000),
+            int(opts.sample_rate * opts.frame_shift_ms / 1000))
+
+
 def num_frames(num_samples: int, opts: AudioFeatureOptions) -> int:
     """Frames Kaldi computes for ``num_samples`` (snip_edges=true)."""
-    length = int(opts.sample_rate * opts.frame_length_ms / 1000)
-    shift = int(opts.sample_rate * opts.frame_shift_ms / 1000)
+    length, shift = frame_samples(opts)
     return 0 if num_samples < length else 1 + (num_samples - length) // shift
 
 
@@ -103,7 +108,7 @@ def audio_features(waveform: torch.Tensor, sample_rate: int, opts: AudioFeatureO
     if sample_rate != opts.sample_rate:
         waveform = F.resample(waveform, resampler_rate(sample_rate, opts.sample_rate),
                               opts.sample_rate)
-    if waveform.numel() < int(opts.sample_rate * opts.frame_length_ms / 1000):
+    if waveform.numel() < frame_samples(opts)[0]:
         raise ValueError(f"{waveform.numel()} samples: shorter than one "
                          f"{opts.frame_length_ms} ms analysis frame")
     # Kaldi reads 16-bit samples as integers; scale so that energies match its output.
@@ -132,9 +137,7 @@ def speech_frames(wav: torch.Tensor, opts: AudioFeatureOptions) -> slice:
     """The frames from the first to the last whose energy (sum of squares over Kaldi's
     frame, snip_edges) is at most ``opts.trim_db`` below the loudest frame's, widened by
     ``TRIM_MARGIN_MS`` on each side (energy end-pointing, as a VAD would cut)."""
-    length = int(opts.sample_rate * opts.frame_length_ms / 1000)
-    shift = int(opts.sample_rate * opts.frame_shift_ms / 1000)
-    energy = wav.unfold(0, length, shift).double().pow(2).sum(1)
+    energy = wav.unfold(0, *frame_samples(opts)).double().pow(2).sum(1)
     db = 10 * torch.log10(energy.clamp_min(1e-10))
     loud = torch.nonzero(db >= db.max() - opts.trim_db).flatten()
     margin = round(TRIM_MARGIN_MS / opts.frame_shift_ms)
