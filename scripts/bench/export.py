@@ -59,7 +59,7 @@ def main() -> None:
                 onnx.append(1000 * (time.perf_counter() - middle))
         e, o = statistics.median(eager), statistics.median(onnx)
         diff = float(abs(got - want.numpy()).max())
-        records.append({"cell": cell, "eager_ms": round(e, 2), "onnxruntime_ms": round(o, 2),
+        records.append({"cell": cell, "eager_ms": round(e, 4), "onnxruntime_ms": round(o, 4),
                         "speedup": round(e / o, 3), "max_abs_diff": diff})
         print(f"{cell:10} {e:9.1f} {o:9.1f} {e / o:8.2f}x {diff:11.1e}")
     if args.json:

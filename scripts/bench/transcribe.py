@@ -127,13 +127,13 @@ def main() -> None:
             same = sum(a["tokens"] == b["tokens"] for a, b in zip(want, got, strict=True))
             diff = max(abs(a["score"] - b["score"]) for a, b in zip(want, got, strict=True))
             part = {k: v / seconds for k, v in _parts(eager, onnx, files, args.repeats).items()}
-            records.append({"cell": cell, "eager_rtf": round(e, 5), "onnxruntime_rtf": round(o, 5),
+            records.append({"cell": cell, "eager_rtf": round(e, 7), "onnxruntime_rtf": round(o, 7),
                             "speedup": round(e / o, 3), "same_tokens": f"{same}/{len(files)}",
                             "max_abs_score_diff": diff, "audio_seconds": round(seconds, 2),
                             "files": len(files), "hidden": hidden, "layers": layers,
-                            "features_rtf": round(part["features"], 5),
-                            "network_eager_rtf": round(part["eager"], 5),
-                            "network_onnxruntime_rtf": round(part["onnx"], 5),
+                            "features_rtf": round(part["features"], 7),
+                            "network_eager_rtf": round(part["eager"], 7),
+                            "network_onnxruntime_rtf": round(part["onnx"], 7),
                             "network_speedup": round(part["eager"] / part["onnx"], 3)})
             print(f"{cell:10} {e:10.4f} {o:10.4f} {e / o:8.2f}x {same:>7}/{len(files):<4} "
                   f"{diff:17.1e} {part['features']:13.4f} {part['eager']:10.4f} "
