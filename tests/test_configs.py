@@ -69,3 +69,30 @@ def test_bad_yaml_overlay_names_the_key(tmp_path: Path, body: str, cause: str) -
     key = ".".join(w.rstrip(":") for w in body.split()[:2])
     with pytest.raises(ConfigCompositionException, match=f"{cause}(.|\n)*full_key: {key}"):
         _compose(["+experiment=bad"], tmp_path)
+
+
+@pytest.mark.parametrize("overrides,maps", [
+    ([], 3),  # fbank + deltas + delta-deltas
+    (["features.audio.delta_order=0"], 1),
+    (["+experiment=synthetic"], 1),  # 14 pen features per point
+    (["+experiment=synthetic_bezier"], 1),  # 10 values per curve
+])
+def test_convlstm_reads_the_features_own_blocks(overrides: list[str], maps: int) -> None:
+    """model.convlstm.maps=0 (the default) becomes the features' blocks, so the ConvLSTM
+    front end builds on audio with any delta order and on pen features (14 or 10 values,
+    which 3 maps do not divide)."""
+    import torch
+
+    from recog.models.ctc import CTCModel
+    from recog.stages.corpora import get_task
+    from recog.stages.train import model_options
+
+    ink = any("synthetic" in o for o in overrides)
+    cfg = _compose([*overrides, "corpus.root=/somewhere", "model.frontend=convlstm"],
+                   ROOT / "recipes/iam_ondb/conf" if ink else None)
+    options = model_options(cfg, get_task(cfg))
+    assert options.convlstm.maps == maps and cfg.model.convlstm.maps == 0
+    dim = (cfg.features.pen if ink else cfg.features.audio).dim
+    model = CTCModel(dim, 5, options)
+    y, _ = model(torch.randn(2, 7, dim), torch.tensor([7, 4]))
+    assert y.shape[:2] == (2, 7 // options.stack + (7 % options.stack > 0))

@@ -24,11 +24,13 @@ from recog.models.encoder import zero_padding
 @dataclass
 class ConvLSTMOptions:
     """The ``convlstm`` front end: ``channels`` state maps, kernels ``kernel`` bins wide; each
-    input frame is read as ``maps`` maps (static, delta, delta-delta) of dim / maps bins."""
+    input frame is read as ``maps`` maps (static, delta, delta-delta) of dim / maps bins;
+    ``maps`` 0 is the features' own blocks, set by recog-train (audio: the delta order + 1;
+    pen: 1, the whole vector)."""
 
     channels: int = 4
     kernel: int = 5
-    maps: int = 3
+    maps: int = 0
 
 
 class ConvLSTMFrontEnd(nn.Module):
@@ -36,9 +38,9 @@ class ConvLSTMFrontEnd(nn.Module):
 
     def __init__(self, input_dim: int, options: ConvLSTMOptions):
         super().__init__()
-        if options.kernel % 2 == 0 or input_dim % options.maps:
+        if options.kernel % 2 == 0 or options.maps < 1 or input_dim % options.maps:
             raise ValueError(f"model.convlstm: kernel must be odd ({options.kernel}) and maps "
-                             f"({options.maps}) must divide the feature dimension ({input_dim})")
+                             f"({options.maps}) a divisor of the feature dimension ({input_dim})")
         c, k = options.channels, options.kernel
         self.maps, self.channels, self.bins = options.maps, c, input_dim // options.maps
         self.conv_x = nn.Conv1d(options.maps, 4 * c, k, padding=k // 2)

@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -18,11 +18,11 @@ from recog.config import Config
 from recog.data.utterance import Rejections
 from recog.features.cache import FeatureCache, feature_stats
 from recog.lockfile import exp_lock
-from recog.models.ctc import CTCModel
+from recog.models.ctc import CTCModel, ModelOptions
 from recog.stages.corpora import get_task
 from recog.stages.features import dataset, features
 from recog.stages.prepare import load_split
-from recog.tasks import front_end_record
+from recog.tasks import Task, front_end_record
 from recog.threads import set_threads
 from recog.tokens import Vocabulary
 from recog.train import fit
@@ -32,6 +32,15 @@ log = logging.getLogger("recog")
 
 # Fine-tuning's start: (vocabulary, training features) -> model and optimiser (None: default)
 ModelInit = Callable[[Vocabulary, FeatureCache], tuple[CTCModel, "torch.optim.Optimizer | None"]]
+
+
+def model_options(cfg: Config, task: Task) -> ModelOptions:
+    """The configured network, with what is left to the features filled in: the ConvLSTM's
+    input maps (``model.convlstm.maps=0``) are the features' own blocks."""
+    options = cfg.model
+    if options.convlstm.maps == 0:
+        options = replace(options, convlstm=replace(options.convlstm, maps=task.feature_blocks))
+    return options
 
 
 def train(cfg: Config, config_dict: dict, init: ModelInit | None = None) -> dict:
@@ -58,7 +67,7 @@ def _train(cfg: Config, config_dict: dict, init: ModelInit | None) -> dict:
         train_cache = features(cfg, train_split)
         optimizer = None
         if init is None:
-            model = CTCModel(train_cache.dim, len(vocab), cfg.model)
+            model = CTCModel(train_cache.dim, len(vocab), model_options(cfg, task))
             if cfg.model.normalize == "global":  # else the data arrive normalised
                 mean, std = feature_stats(train_cache)
                 model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
