@@ -14,7 +14,7 @@ import torch
 
 from recog.cli import transcribe
 from recog.features.audio import AudioFeatureOptions
-from recog.models import CTCModel, ModelOptions, save_checkpoint
+from recog.models import ConvLSTMOptions, CTCModel, ModelOptions, save_checkpoint
 from recog.models.cells import LAYERS
 from recog.tasks import TimitTask, front_end_record
 from recog.tokens import timit_vocabulary
@@ -35,8 +35,9 @@ def test_onnx_runtime_transcribes_as_pytorch(tmp_path: Path, capsys: pytest.Capt
     torch.manual_seed(0)
     features = AudioFeatureOptions()
     vocab = timit_vocabulary(61)
-    model = CTCModel(features.dim, len(vocab), ModelOptions(cell=cell, hidden=6, layers=2,
-                                                            frontend=frontend, stack=2))
+    model = CTCModel(features.dim, len(vocab), ModelOptions(
+        cell=cell, hidden=6, layers=2, frontend=frontend, stack=2,
+        convlstm=ConvLSTMOptions(maps=features.delta_order + 1)))
     ckpt = tmp_path / "best.pt"
     save_checkpoint(ckpt, model, vocab, {}, front_end=front_end_record(TimitTask(61, features)))
     rng = np.random.default_rng(0)

@@ -38,6 +38,9 @@ class ConvLSTMFrontEnd(nn.Module):
 
     def __init__(self, input_dim: int, options: ConvLSTMOptions):
         super().__init__()
+        if options.maps == 0:
+            raise ValueError("model.convlstm.maps=0 (the features' own blocks) is set by "
+                             "recog-train from the features; a model built directly needs it")
         if options.kernel % 2 == 0 or options.maps < 1 or input_dim % options.maps:
             raise ValueError(f"model.convlstm: kernel must be odd ({options.kernel}) and maps "
                              f"({options.maps}) a divisor of the feature dimension ({input_dim})")
