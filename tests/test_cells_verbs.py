@@ -1,10 +1,12 @@
 """Every cell, with and without the ConvLSTM front end, through every verb as a user runs
 them: recog-train, recog-finetune with a frozen layer, recog-decode, recog-transcribe and
-recog-export --format all, on one tiny corpus. The entry points are the console scripts'
-own functions, called in one process per combination (one torch import, not five).
+recog-export --format all, on two tiny corpora: speech (a manifest of WAV segments) and ink
+(a manifest of InkML files, pen features). The entry points are the console scripts' own
+functions, called in one process per combination (one torch import, not five).
 
-The suite runs two combinations (the newest cell behind the front end, a fused cell without
-it: ~1 min on 2 cores); ``RECOG_ALL_CELLS=1`` runs all ten. The library-level tests cover
+The suite runs three combinations (the newest cell behind the front end and a fused cell
+without it on speech, a fused cell behind the front end on ink: ~1.5 min on 2 cores);
+``RECOG_ALL_CELLS=1`` runs all twenty. The library-level tests cover
 every combination for fine-tuning (tests/test_finetune.py) and export (tests/test_export.py).
 """
 
@@ -19,8 +21,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from recog.data.iamondb import read_line_strokes
 from recog.models import CELLS, load_checkpoint
 from tests.byo_corpus import make_byo
+from tests.iamondb_tree import stroke_xml
+from tests.test_inkml import write_inkml
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = """
@@ -36,10 +41,9 @@ def verb(name, *args):
         if e.code not in (0, None):
             raise SystemExit(f"recog-{name} exited with {e.code}")
 
-corpus, exp, cell, frontend, wav = sys.argv[1:6]
-common = ["corpus=manifest", f"corpus.root={corpus}/manifest", f"prepare.out={corpus}/prep",
-          "corpus.tokens=list", f"corpus.token_list={corpus}/tokens.txt",
-          "trainer.epochs=1", "trainer.progress=false", "trainer.batch_frames=2000"]
+exp, cell, frontend, source, corpus_args = sys.argv[1:6]
+common = [*corpus_args.split(), "trainer.epochs=1", "trainer.progress=false",
+          "trainer.batch_frames=2000"]
 verb("train", *common, f"exp_dir={exp}/base", f"model.cell={cell}",
      f"model.frontend={frontend}", "model.convlstm.channels=2", "model.hidden=6",
      "model.layers=2", "model.stack=2")
@@ -47,7 +51,7 @@ verb("finetune", *common, f"exp_dir={exp}/tuned", f"finetune.checkpoint={exp}/ba
      "finetune.freeze_layers=1", "finetune.encoder_lr=0.01", "finetune.output_lr=0.05")
 verb("decode", *common, f"exp_dir={exp}/tuned")
 with open(f"{exp}/transcript.json", "w") as out, contextlib.redirect_stdout(out):
-    verb("transcribe", f"{exp}/tuned/best.pt", wav, "--json")
+    verb("transcribe", f"{exp}/tuned/best.pt", source, "--json")
 verb("export", f"{exp}/tuned/best.pt", f"{exp}/export", "--format", "all")
 """
 
@@ -59,34 +63,65 @@ def _in_layer(name: str, k: int) -> bool:
         name.startswith("rnn.") and name.removesuffix("_reverse").endswith(f"_l{k}"))
 
 
+def _prepare(corpus_args: str) -> None:
+    run = subprocess.run([sys.executable, "-c", "from recog.cli import prepare; prepare()",
+                          *corpus_args.split()], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The corpus's arguments for every verb, and a recording to transcribe."""
     root = tmp_path_factory.mktemp("verbs")
     manifest, _ = make_byo(root)
     tokens = {t for split in ("train", "dev", "test")
               for line in (manifest / f"{split}.jsonl").read_text().splitlines()
               for t in json.loads(line)["text"].split()}  # every split's: decode needs them
     (root / "tokens.txt").write_text("\n".join(sorted(tokens)) + "\n")
-    run = subprocess.run([sys.executable, "-c", "from recog.cli import prepare; prepare()",
-                          "corpus=manifest", f"corpus.root={manifest}", "corpus.tokens=list",
-                          f"corpus.token_list={root / 'tokens.txt'}",
-                          f"prepare.out={root / 'prep'}"], capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return root
+    args = (f"corpus=manifest corpus.root={manifest} corpus.tokens=list "
+            f"corpus.token_list={root / 'tokens.txt'} prepare.out={root / 'prep'}")
+    _prepare(args)
+    return args, sorted((root / "audio").glob("test*.wav"))[0]
 
 
-COMBINATIONS = [(c, f) for c in sorted(CELLS) for f in ("none", "convlstm")]
-ALWAYS = {("indy", "convlstm"), ("graves", "none")}
+@pytest.fixture(scope="module")
+def ink(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """An InkML manifest's arguments (pen features, characters), and a file to transcribe."""
+    root = tmp_path_factory.mktemp("ink_verbs")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    texts = {"train": ["ab", "ba b", "abba", "b a", "bab", "aab"], "dev": ["ab b"],
+             "test": ["ba"]}
+    for split, lines in texts.items():
+        rows = []
+        for k, text in enumerate(lines):
+            (root / "line.xml").write_text(stroke_xml(text))
+            write_inkml(corpus / f"{split}{k}.inkml", read_line_strokes(root / "line.xml"),
+                        truth=text)
+            rows.append(json.dumps({"id": f"{split}{k}", "source": f"{split}{k}.inkml",
+                                    "writer": f"w{k % 2}"}))
+        (corpus / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    args = (f"corpus=manifest corpus.root={corpus} corpus.modality=ink corpus.tokens=chars "
+            f"features=pen features.pen.resample_step=0.25 prepare.out={root / 'prep'}")
+    _prepare(args)
+    return args, corpus / "test0.inkml"
 
 
-@pytest.mark.parametrize("cell,frontend", [
-    pytest.param(c, f, marks=[] if (c, f) in ALWAYS or os.environ.get("RECOG_ALL_CELLS") == "1"
+COMBINATIONS = [(m, c, f) for m in ("speech", "ink") for c in sorted(CELLS)
+                for f in ("none", "convlstm")]
+ALWAYS = {("speech", "indy", "convlstm"), ("speech", "graves", "none"),
+          ("ink", "cifg", "convlstm")}
+
+
+@pytest.mark.parametrize("modality,cell,frontend", [
+    pytest.param(*m, marks=[] if m in ALWAYS or os.environ.get("RECOG_ALL_CELLS") == "1"
                  else [pytest.mark.skip(reason="RECOG_ALL_CELLS=1 runs every combination")])
-    for c, f in COMBINATIONS])
-def test_every_verb(corpus: Path, tmp_path: Path, cell: str, frontend: str) -> None:
-    wav = sorted((corpus / "audio").glob("test*.wav"))[0]
-    run = subprocess.run([sys.executable, "-c", DRIVER, str(corpus), str(tmp_path), cell,
-                          frontend, str(wav)], capture_output=True, text=True, cwd=ROOT)
+    for m in COMBINATIONS])
+def test_every_verb(request: pytest.FixtureRequest, tmp_path: Path, modality: str, cell: str,
+                    frontend: str) -> None:
+    corpus_args, source = request.getfixturevalue(modality)
+    run = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), cell, frontend,
+                          str(source), corpus_args], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     base, _, _ = load_checkpoint(tmp_path / "base/best.pt")
     tuned, vocab, _ = load_checkpoint(tmp_path / "tuned/best.pt")
@@ -99,7 +134,7 @@ def test_every_verb(corpus: Path, tmp_path: Path, cell: str, frontend: str) -> N
     assert not torch.equal(before["output.weight"], after["output.weight"])
     assert (tmp_path / "tuned/results/test/hyp.txt").is_file()
     transcript = json.loads((tmp_path / "transcript.json").read_text())
-    assert [r["file"] for r in transcript] == [str(wav)]
+    assert [r["file"] for r in transcript] == [str(source)]
     assert all(t in vocab.tokens for t in transcript[0]["tokens"])
     # the exports give the fine-tuned model's log-probs on a batch of other lengths
     gen = torch.Generator().manual_seed(1)
