@@ -120,3 +120,41 @@ def test_bezier_error_option() -> None:
     assert PenFeatureOptions(kind="bezier").dim == 10
     with pytest.raises(ValueError, match="bezier_error"):
         PenFeatureOptions(kind="bezier", bezier_error=0.0)
+
+
+def test_folded_lifts_become_values_of_the_next_curve() -> None:
+    """bezier_lifts=folded: the lifts of the hand-checked line above are no rows; their
+    vector and duration (by hand: (0.5, 1) over 0.3 s, (0.5, -1) over 0.45 s) are the last
+    three values of the curve after each, whose pen_up is 1; everything else is the same."""
+    from recog.features.bezier import fold_lifts
+
+    a = np.column_stack([np.linspace(0, 1, 20), np.zeros(20), np.linspace(0, 0.2, 20)])
+    dot = np.array([[1.5, 1.0, 0.5], [1.5, 1.0, 0.55]])
+    b = np.column_stack([np.linspace(2, 2, 15), np.linspace(0, 1, 15), np.linspace(1, 1.3, 15)])
+    rows = curve_features(*bezier_curves(*_flat([a, dot, b]), 0.05))
+    folded = fold_lifts(rows)
+    assert folded.shape == (3, 13)
+    assert np.allclose(folded[:, 10:], [[0, 0, 0], [0.5, 1.0, 0.3], [0.5, -1.0, 0.45]])
+    assert folded[:, COL["pen_up"]].tolist() == [0, 1, 1]
+    assert np.array_equal(folded[:, :9], rows[[0, 2, 4], :9])
+    # the displacements still add up, now with the lifts' own columns
+    assert np.allclose(folded[:, :2].sum(0) + folded[:, 10:12].sum(0), b[-1, :2] - a[0, :2])
+
+
+def test_folded_option_through_the_front_end() -> None:
+    from recog.features.pen import feature_points
+    from tests.test_pen_features import _ideal, _sensor
+
+    ink = _sensor(_ideal("lion tint", jitter=0.004))
+    rows = pen_features(ink, PenFeatureOptions(kind="bezier"))
+    opts = PenFeatureOptions(kind="bezier", bezier_lifts="folded")
+    folded = pen_features(ink, opts)
+    lifts = int(rows[:, COL["pen_up"]].sum())
+    assert opts.dim == 13 and folded.shape == (len(rows) - lifts, 13)
+    assert int(folded[:, COL["pen_up"]].sum()) == lifts == len(ink) - 1
+    # one point per row, grouped by stroke: what pictures and per-stroke spans count
+    groups = feature_points(ink, opts)
+    assert [len(g) for g in groups] == np.diff(
+        np.flatnonzero(np.r_[1, folded[1:, COL["pen_up"]].numpy(), 1])).tolist()
+    with pytest.raises(ValueError, match="bezier_lifts"):
+        PenFeatureOptions(kind="bezier", bezier_lifts="drop")

@@ -75,7 +75,7 @@ def test_bad_yaml_overlay_names_the_key(tmp_path: Path, body: str, cause: str) -
     ([], 3),  # fbank + deltas + delta-deltas
     (["features.audio.delta_order=0"], 1),
     (["+experiment=synthetic"], 1),  # 14 pen features per point
-    (["+experiment=synthetic_bezier"], 1),  # 10 values per curve
+    (["+experiment=synthetic_bezier"], 1),  # 13 values per curve (lifts folded)
 ])
 def test_convlstm_reads_the_features_own_blocks(overrides: list[str], maps: int) -> None:
     """model.convlstm.maps=0 (the default) becomes the features' blocks, so the ConvLSTM

@@ -34,6 +34,9 @@ both halves fitted again (Schneider's recursive scheme), as is a piece whose cho
 than a third of its path (a loop), which would make d1 and d2 ill-conditioned. A stroke of
 one point (a dot) is one zero-length pen-down curve; d1 and d2 are clipped at
 ``_MAX_RATIO``; the values are not rescaled beyond the model's own normalisation.
+
+Not in the paper: ``fold_lifts`` (``features.pen.bezier_lifts=folded``), the pen-lift rows
+folded into the curves after them, a third fewer rows for handwriting.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ import numpy as np
 BEZIER_FEATURES: tuple[str, ...] = (
     "dx", "dy", "d1", "d2", "alpha1", "alpha2", "gamma1", "gamma2", "gamma3", "pen_up",
 )
+# with the pen lifts folded into the curve after them (``fold_lifts``): the lift's vector and
+# duration, 0 for a curve that continues its stroke; pen_up then flags a stroke's first curve
+LIFT_FEATURES: tuple[str, ...] = ("lift_dx", "lift_dy", "lift_dt")
 _MAX_RATIO = 5.0  # d1, d2 are clipped here
 _MIN_CHORD_RATIO = 1 / 3  # a piece whose chord is shorter than this part of its path is split
 _EPS = 1e-9
@@ -205,3 +211,18 @@ def bezier_curves(points: np.ndarray, starts: np.ndarray, max_error: float
     up = np.zeros(len(out))
     up[lift + np.arange(len(lift))] = 1.0
     return out, up
+
+
+def fold_lifts(rows: np.ndarray) -> np.ndarray:
+    """``BEZIER_FEATURES`` rows (m, 10) without their pen-lift rows: each lift's dx, dy and
+    duration (gamma3) become ``LIFT_FEATURES`` of the curve after it, whose pen_up is set to
+    1 (a lift is always followed by the first curve of a stroke) -> (m - lifts, 13). A
+    third of the rows of handwriting are lifts, so the sequence is that much shorter."""
+    up = rows[:, 9] > 0.5
+    lift = np.flatnonzero(up)
+    out = np.zeros((len(rows), 13), dtype=rows.dtype)
+    out[:, :10] = rows
+    out[lift + 1, 10:12] = rows[lift, :2]
+    out[lift + 1, 12] = rows[lift, 8]
+    out[lift + 1, 9] = 1.0
+    return out[~up]

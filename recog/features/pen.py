@@ -59,7 +59,10 @@ not a straight line of interpolated pen-up points, to keep sequences short.
 ``bezier`` (10): ``BEZIER_FEATURES``, one row per cubic Bézier curve fitted to the
 normalised (not resampled) points of each stroke within ``bezier_error`` core heights, and
 one per pen lift: Carbune et al. (2020)'s curve encoding; see ``recog.features.bezier`` for
-what it follows of the paper and what not. ``resample_step`` does not apply to it.
+what it follows of the paper and what not. ``resample_step`` does not apply to it. With
+``bezier_lifts=folded`` (13) a pen lift is no row of its own: its vector and duration are
+three more values of the next curve (``LIFT_FEATURES``), a third fewer rows (not in the
+paper).
 
 Undefined directions (a dot, repeated identical points) give zero direction and slope vectors,
 curvature (1, 0) ("straight on") and zero vicinity shape features, never NaN. Missing
@@ -76,7 +79,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from recog.features.bezier import BEZIER_FEATURES, bezier_curves, curve_features
+from recog.features.bezier import (
+    BEZIER_FEATURES,
+    LIFT_FEATURES,
+    bezier_curves,
+    curve_features,
+    fold_lifts,
+)
 
 COMPACT_FEATURES: tuple[str, ...] = ("dx", "dy", "pen_up")
 GRAVES_FEATURES: tuple[str, ...] = (
@@ -124,6 +133,7 @@ class PenFeatureOptions:
     x_window: float = 4.0  # graves: half-window (core heights of path) of the x moving average
     max_delta: float = 5.0  # compact, bezier: |dx|, |dy| clipped to this (pen-up jumps); 0 = off
     bezier_error: float = 0.1  # bezier: largest distance of a point from its curve (core heights)
+    bezier_lifts: str = "rows"  # bezier: rows (a pen lift is a row, as the paper) | folded
 
     def __post_init__(self) -> None:
         self.validate()
@@ -143,14 +153,17 @@ class PenFeatureOptions:
             raise ValueError(f"max_delta must be >= 0, got {self.max_delta}")
         if not self.bezier_error > 0:
             raise ValueError(f"bezier_error must be > 0, got {self.bezier_error}")
+        if self.bezier_lifts not in ("rows", "folded"):
+            raise ValueError(f"bezier_lifts must be rows or folded, got {self.bezier_lifts!r}")
 
     @property
     def dim(self) -> int:
-        return len(_KINDS[self.kind])
+        return len(self.feature_names)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return _KINDS[self.kind]
+        folded = self.kind == "bezier" and self.bezier_lifts == "folded"
+        return _KINDS[self.kind] + (LIFT_FEATURES if folded else ())
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -553,12 +566,14 @@ class PenRows:
     points: np.ndarray
     starts: np.ndarray | None = None
     up: np.ndarray | None = None
+    folded: bool = False  # bezier: the pen lifts are no rows of their own
 
     def by_stroke(self) -> list[np.ndarray]:
         """The point each row describes, grouped by stroke (a curve: its end point; a pen
-        lift ends where its stroke starts)."""
+        lift ends where its stroke starts, or, folded, has no row)."""
         if self.kind == "bezier":
-            return np.split(self.points[:, 3], np.flatnonzero(self.up))
+            groups = np.split(self.points[:, 3], np.flatnonzero(self.up))
+            return groups[:1] + [g[1:] for g in groups[1:]] if self.folded else groups
         return np.split(self.points, self.starts[1:])
 
 
@@ -569,7 +584,7 @@ def preprocess_ink(strokes: Sequence[np.ndarray], opts: PenFeatureOptions) -> Pe
     pts, starts = _prepared(strokes, opts)
     if opts.kind == "bezier":
         ctrl, up = bezier_curves(pts, starts, opts.bezier_error)
-        return PenRows(opts.kind, ctrl, up=up)
+        return PenRows(opts.kind, ctrl, up=up, folded=opts.bezier_lifts == "folded")
     p, rstarts = _resample_flat(pts, starts, opts.resample_step)
     return PenRows(opts.kind, p, starts=rstarts)
 
@@ -587,6 +602,8 @@ def pen_features(strokes: Sequence[np.ndarray], opts: PenFeatureOptions) -> torc
         feats = curve_features(rows.points, rows.up)
         if opts.max_delta > 0:
             np.clip(feats[:, :2], -opts.max_delta, opts.max_delta, out=feats[:, :2])
+        if rows.folded:
+            feats = fold_lifts(feats)
     elif rows.kind == "compact":
         feats = _compact(rows.points, rows.starts, opts.max_delta)
     else:

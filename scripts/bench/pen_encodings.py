@@ -2,11 +2,13 @@
 
 For the same lines of an IAM-OnDB-format corpus (default: the synthetic corpus of the
 iam_ondb recipe), each encoding's features are computed (``graves``: 14 features per point
-resampled every 0.5 core heights; ``bezier``: 10 per fitted curve or pen lift), then one
-training epoch (length-bucketed batches -> CTCModel -> CTC loss -> backward -> Adam) runs on
-them with the model and batch sizes of that encoding's recipe experiment (``synthetic``,
-``synthetic_bezier``). The encodings take turns, ``--repeats`` times, and the best time of
-each is kept, so that a busy machine slows both alike; the ratio is graves / bezier.
+resampled every 0.5 core heights; ``bezier``: one row per fitted curve, with the options of
+``synthetic_bezier``: 13 values, pen lifts folded in), then one training epoch
+(length-bucketed batches -> CTCModel -> CTC loss -> backward -> Adam) runs on them with the
+model and batch sizes of that encoding's recipe experiment (``synthetic``,
+``synthetic_bezier``). The encodings take turns, ``--repeats`` (at least 5) times, so that
+a busy machine slows both alike, and the median epoch time of each is reported; the ratio is
+graves / bezier.
 
     python scripts/bench/pen_encodings.py [--quick] [--json PATH] [--lines N] [--repeats R]
         [--corpus DIR] [--threads T]
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -77,11 +80,14 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     p.add_argument("--lines", type=int, default=400, help="training lines used")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed epochs per encoding (at least 5; the median is reported)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="a tiny corpus written here, 1 repeat")
+    p.add_argument("--quick", action="store_true", help="a tiny corpus written here (a smoke test)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    if args.repeats < 5:
+        p.error("--repeats must be at least 5 (a median of fewer is noise on a shared CPU)")
     torch.set_num_threads(args.threads)
     if args.quick:
         import tempfile
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
         generate_iamondb(Path(tmp), InkSynthOptions(
             n_train_writers=2, n_val1_writers=1, n_val2_writers=1, n_test_writers=1,
             forms_per_writer=1, eval_forms_per_writer=1), progress=False)
-        args.corpus, args.lines, args.repeats = Path(tmp), 12, 1
+        args.corpus, args.lines = Path(tmp), 12
     utts = read_iamondb(args.corpus).splits["train"][: args.lines]
     chars = sorted({c for u in utts for c in u.tokens})
     labels = [[chars.index(c) + 1 for c in u.tokens] for u in utts]
@@ -108,14 +114,16 @@ def main(argv: list[str] | None = None) -> dict:
         n = sum(len(f) for f in feats[kind])
         rows[kind] = {"experiment": exp, "rows": n, "rows_per_char": n / sum(map(len, labels)),
                       "lstm_frames": sum(-(-len(f) // model_opts.stack) for f in feats[kind]),
-                      "features_ms_per_line": ms, "epoch_s": float("inf"),
+                      "features_ms_per_line": ms, "epoch_times_s": [],
                       "model": model_opts, "settings": settings}
     for _ in range(args.repeats):
         for kind, row in rows.items():
-            row["epoch_s"] = min(row["epoch_s"], _epoch(feats[kind], labels, len(chars) + 1,
-                                                        row["model"], row["settings"]))
+            row["epoch_times_s"].append(_epoch(feats[kind], labels, len(chars) + 1,
+                                               row["model"], row["settings"]))
+    for row in rows.values():
+        row["epoch_s"] = statistics.median(row["epoch_times_s"])
     print(f"{len(utts)} training lines of {args.corpus}, {raw_points} raw points, "
-          f"{args.threads} thread(s), best of {args.repeats} (process time)")
+          f"{args.threads} thread(s), median of {args.repeats} (process time)")
     print(f"{'encoding':<9} {'experiment':<17} {'rows':>8} {'rows/char':>9} {'LSTM frames':>11} "
           f"{'feat ms/line':>12} {'epoch s':>8}")
     for kind, r in rows.items():
