@@ -218,11 +218,13 @@ def fold_lifts(rows: np.ndarray) -> np.ndarray:
     duration (gamma3) become ``LIFT_FEATURES`` of the curve after it, whose pen_up is set to
     1 (a lift is always followed by the first curve of a stroke) -> (m - lifts, 13). A
     third of the rows of handwriting are lifts, so the sequence is that much shorter."""
-    up = rows[:, 9] > 0.5
+    n = len(BEZIER_FEATURES)
+    pen_up, gamma3 = BEZIER_FEATURES.index("pen_up"), BEZIER_FEATURES.index("gamma3")
+    up = rows[:, pen_up] > 0.5
     lift = np.flatnonzero(up)
-    out = np.zeros((len(rows), 13), dtype=rows.dtype)
-    out[:, :10] = rows
-    out[lift + 1, 10:12] = rows[lift, :2]
-    out[lift + 1, 12] = rows[lift, 8]
-    out[lift + 1, 9] = 1.0
+    out = np.zeros((len(rows), n + len(LIFT_FEATURES)), dtype=rows.dtype)
+    out[:, :n] = rows
+    out[lift + 1, n:n + 2] = rows[lift, :2]
+    out[lift + 1, n + 2] = rows[lift, gamma3]
+    out[lift + 1, pen_up] = 1.0
     return out[~up]
