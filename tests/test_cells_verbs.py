@@ -21,11 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from recog.data.iamondb import read_line_strokes
 from recog.models import CELLS, load_checkpoint
 from tests.byo_corpus import make_byo
-from tests.iamondb_tree import stroke_xml
-from tests.test_inkml import write_inkml
+from tests.test_inkml import write_inkml_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = """
@@ -89,18 +87,8 @@ def ink(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """An InkML manifest's arguments (pen features, characters), and a file to transcribe."""
     root = tmp_path_factory.mktemp("ink_verbs")
     corpus = root / "corpus"
-    corpus.mkdir()
-    texts = {"train": ["ab", "ba b", "abba", "b a", "bab", "aab"], "dev": ["ab b"],
-             "test": ["ba"]}
-    for split, lines in texts.items():
-        rows = []
-        for k, text in enumerate(lines):
-            (root / "line.xml").write_text(stroke_xml(text))
-            write_inkml(corpus / f"{split}{k}.inkml", read_line_strokes(root / "line.xml"),
-                        truth=text)
-            rows.append(json.dumps({"id": f"{split}{k}", "source": f"{split}{k}.inkml",
-                                    "writer": f"w{k % 2}"}))
-        (corpus / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    write_inkml_manifest(corpus, {"train": ["ab", "ba b", "abba", "b a", "bab", "aab"],
+                                  "dev": ["ab b"], "test": ["ba"]}, writers=2)
     args = (f"corpus=manifest corpus.root={corpus} corpus.modality=ink corpus.tokens=chars "
             f"features=pen features.pen.resample_step=0.25 prepare.out={root / 'prep'}")
     _prepare(args)

@@ -160,6 +160,24 @@ def write_inkml(path: Path, strokes: list[np.ndarray], truth: str | None = None)
     return path
 
 
+def write_inkml_manifest(corpus: Path, texts: dict[str, list[str]], writers: int = 1) -> None:
+    """One InkML line file per text (the stroke-font line of ``tests.iamondb_tree``, its truth
+    annotated) and ``<split>.jsonl`` naming them, ``corpus`` created; writers w0.. in turn."""
+    from tests.iamondb_tree import stroke_xml
+
+    corpus.mkdir(parents=True, exist_ok=True)
+    xml = corpus / "line.xml"
+    for split, lines in texts.items():
+        rows = []
+        for k, text in enumerate(lines):
+            xml.write_text(stroke_xml(text))
+            write_inkml(corpus / f"{split}{k}.inkml", read_line_strokes(xml), truth=text)
+            rows.append(json.dumps({"id": f"{split}{k}", "source": f"{split}{k}.inkml",
+                                    "writer": f"w{k % writers}"}))
+        (corpus / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    xml.unlink()
+
+
 def test_inkml_reads_like_the_iamondb_xml_it_was_written_from(tmp_path: Path) -> None:
     from tests.iamondb_tree import stroke_xml
 
@@ -193,21 +211,10 @@ def test_inkml_manifest_through_prepare_train_and_transcribe(tmp_path: Path) -> 
     import subprocess
     import sys
 
-    from tests.iamondb_tree import stroke_xml
-
     bin_dir = Path(sys.executable).parent
     corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    texts = {"train": ["ab", "ba b", "abba", "b a", "bab"], "dev": ["ab b"], "test": ["ba"]}
-    for split, lines in texts.items():
-        rows = []
-        for k, text in enumerate(lines):
-            xml = tmp_path / "x.xml"
-            xml.write_text(stroke_xml(text))
-            name = f"{split}{k}.inkml"
-            write_inkml(corpus / name, read_line_strokes(xml), truth=text)
-            rows.append(json.dumps({"id": f"{split}{k}", "source": name, "writer": "w"}))
-        (corpus / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    write_inkml_manifest(corpus, {"train": ["ab", "ba b", "abba", "b a", "bab"],
+                                  "dev": ["ab b"], "test": ["ba"]})
     args = ["corpus=manifest", f"corpus.root={corpus}", "corpus.modality=ink",
             "corpus.tokens=chars", "features=pen", f"prepare.out={tmp_path / 'prep'}",
             f"exp_dir={tmp_path / 'exp'}", "model.hidden=16", "model.layers=1",
