@@ -8,8 +8,12 @@ decoding (decoders and ``recog-transcribe`` never see these options):
   speed-perturbed training sets are): one copy per speed factor, each copy noisy with
   probability ``noise_prob`` at an SNR drawn uniformly from ``noise_snr`` (dB), and its
   filterbank warped by a factor drawn uniformly from ``vtlp`` (vocal tract length
-  perturbation, Jaitly & Hinton 2013: new voices for a corpus of few speakers). The draws
-  of each copy depend only on ``seed`` and the utterance id.
+  perturbation, Jaitly & Hinton 2013: new voices for a corpus of few speakers); with
+  ``noise_colour`` the noise's spectrum falls as 1/f^beta (0 white, 1 pink, 2 brown), with
+  ``reverb_prob`` the copy is convolved with a synthetic room response of a reverberation
+  time drawn from ``reverb_t60``, and with ``eq_bands`` it passes that many peaking filters
+  of random centre, width and gain (within ±``eq_gain`` dB): the rooms and microphones of
+  a corpus recorded at home. The draws of each copy depend only on ``seed`` and its id.
 
 The waveform side lives in ``recog.features.perturb``, the ink side (``augment.ink``:
 perturbed copies of pen strokes) in ``recog.features.ink_augment``.
@@ -45,6 +49,11 @@ class AugmentOptions:
     noise_snr: list[float] = field(default_factory=lambda: [10.0, 30.0])  # ... at this SNR
     vtlp: list[float] = field(default_factory=lambda: [1.0, 1.0])  # warp factor range
     pad: list[float] = field(default_factory=lambda: [0.0, 0.0])  # s of quiet before, after
+    noise_colour: list[float] = field(default_factory=lambda: [0.0, 0.0])  # beta of 1/f^beta
+    reverb_prob: float = 0.0  # chance that a copy is reverberated ...
+    reverb_t60: list[float] = field(default_factory=lambda: [0.1, 0.5])  # ... with this RT60 (s)
+    eq_bands: int = 0  # random peaking filters per copy (0: none) ...
+    eq_gain: float = 10.0  # ... each of a gain within ±eq_gain dB
     ink: InkAugmentOptions = field(default_factory=InkAugmentOptions)  # pen strokes' copies
     seed: int = 0
 
@@ -52,7 +61,8 @@ class AugmentOptions:
     def copies(self) -> bool:
         """Whether the training set is replaced by perturbed copies of itself."""
         return (list(self.speed_factors) != [1.0] or self.noise_prob > 0
-                or list(self.vtlp) != [1.0, 1.0] or list(self.pad) != [0.0, 0.0])
+                or list(self.vtlp) != [1.0, 1.0] or list(self.pad) != [0.0, 0.0]
+                or self.reverb_prob > 0 or self.eq_bands > 0)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,15 +81,28 @@ class AugmentOptions:
         if len(self.pad) != 2 or not 0 <= self.pad[0] <= self.pad[1] <= 5:
             raise ValueError(f"augment.pad is [low, high] seconds within [0, 5], not "
                              f"{list(self.pad)}")
-        if not 0 <= self.noise_prob <= 1 or not 0 <= self.time_fraction <= 1:
-            raise ValueError("augment.noise_prob and augment.time_fraction lie in [0, 1]")
+        low, high = (list(self.noise_colour) + [-1.0, -1.0])[:2]
+        if len(self.noise_colour) != 2 or not 0 <= low <= high <= 3:
+            raise ValueError(f"augment.noise_colour is [low, high] exponents within [0, 3], "
+                             f"not {list(self.noise_colour)}")
+        if len(self.reverb_t60) != 2 or not 0.05 <= self.reverb_t60[0] <= self.reverb_t60[1] <= 2:
+            raise ValueError(f"augment.reverb_t60 is [low, high] seconds within [0.05, 2], "
+                             f"not {list(self.reverb_t60)}")
+        if self.eq_bands < 0 or not 0 <= self.eq_gain <= 30:
+            raise ValueError(f"augment.eq_bands must be >= 0 and augment.eq_gain within "
+                             f"[0, 30] dB, not {self.eq_bands}, {self.eq_gain}")
+        if not all(0 <= p <= 1 for p in (self.noise_prob, self.reverb_prob, self.time_fraction)):
+            raise ValueError("augment.noise_prob, augment.reverb_prob and "
+                             "augment.time_fraction lie in [0, 1]")
 
 
 def perturbed_copies(utts: Sequence[Utterance], opts: AugmentOptions) -> list[Utterance]:
     """One copy of every utterance per speed factor, ids suffixed ``-sp<factor>`` (none for
     1.0), ``-n<snr>`` when noisy, ``-w<factor>`` when warped and ``-p<lead>+<trail>`` when
     padded; the perturbation is in ``extra`` (``speed``, ``noise_snr``, ``noise_seed``,
-    ``vtlp``, ``pad``, ``pad_seed``) for the front end."""
+    ``vtlp``, ``pad``, ``pad_seed``, ``noise_colour``, ``reverb_t60``, ``reverb_seed``,
+    ``eq``: (centre as a fraction of the sample rate, Q, gain dB) per filter) for the front
+    end; ids get ``-r<t60>`` when reverberated and ``-eq`` when filtered."""
     opts.check()
     out = []
     for factor in opts.speed_factors:
@@ -99,6 +122,20 @@ def perturbed_copies(utts: Sequence[Utterance], opts: AugmentOptions) -> list[Ut
                 extra["pad"] = [round(float(rng.uniform(*opts.pad)), 3) for _ in range(2)]
                 extra["pad_seed"] = int(rng.integers(2**31))
                 suffix += "-p{:.3f}+{:.3f}".format(*extra["pad"])
+            # drawn after the others, which stay as they were
+            if "noise_snr" in extra and list(opts.noise_colour) != [0.0, 0.0]:
+                extra["noise_colour"] = round(float(rng.uniform(*opts.noise_colour)), 3)
+                suffix += f"-c{extra['noise_colour']:.3f}"
+            if opts.reverb_prob > 0 and rng.random() < opts.reverb_prob:
+                extra["reverb_t60"] = round(float(rng.uniform(*opts.reverb_t60)), 3)
+                extra["reverb_seed"] = int(rng.integers(2**31))
+                suffix += f"-r{extra['reverb_t60']:.3f}"
+            if opts.eq_bands > 0:
+                extra["eq"] = [[round(float(np.exp(rng.uniform(np.log(0.02), np.log(0.45)))), 4),
+                                round(float(rng.uniform(0.7, 2.0)), 3),
+                                round(float(rng.uniform(-opts.eq_gain, opts.eq_gain)), 2)]
+                               for _ in range(opts.eq_bands)]
+                suffix += f"-eq{opts.eq_bands}"
             out.append(replace(u, id=u.id + suffix, extra=extra))
     return out
 

@@ -35,6 +35,11 @@ AUDIO_SUFFIXES = frozenset(".wav .flac .ogg .oga .opus .mp3 .aif .aiff .au .snd 
                            ".w64 .rf64 .caf .voc".split())
 
 
+# the augment options that shape the speech training copies' waveforms: their cache key
+PERTURB_KEYS = ("speed_factors", "noise_prob", "noise_snr", "vtlp", "seed", "noise_colour",
+                "reverb_prob", "reverb_t60", "eq_bands", "eq_gain")
+
+
 class Task(Protocol):
     modality: ClassVar[str]  # speech | ink
     front_end: ClassVar[str]  # the config's feature group: audio | pen
@@ -108,8 +113,7 @@ class _Speech:
             if augment.ink.copies > 0:
                 raise ValueError("augment.ink perturbs pen strokes: it is for ink corpora")
             return None
-        key = {k: v for k, v in augment.as_dict().items()
-               if k in ("speed_factors", "noise_prob", "noise_snr", "vtlp", "seed")}
+        key = {k: v for k, v in augment.as_dict().items() if k in PERTURB_KEYS}
         return perturbed_copies(utts, augment), "perturbed", {"perturb": key}
 
     def resized(self, utt: Utterance) -> bool:

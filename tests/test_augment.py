@@ -169,3 +169,68 @@ def test_pad_draws_seeded_quiet_around_each_copy_and_leaves_the_other_draws_alon
     ratio_db = 10 * math.log10(float(quiet.square().mean() / x.square().mean()))
     assert -41 < ratio_db < -39
     assert torch.equal(y, perturb(x, 8000, {"pad": [0.25, 0.5], "pad_seed": 7}))
+
+
+def test_room_eq_and_colour_draws_are_seeded_and_leave_the_other_draws_alone() -> None:
+    base = AugmentOptions(speed_factors=[0.9, 1.0], noise_prob=0.5, pad=[0.0, 0.3], seed=4)
+    more = replace(base, noise_colour=[0.0, 2.0], reverb_prob=0.5, eq_bands=2, eq_gain=6.0)
+    plain, copies = perturbed_copies(_utts(), base), perturbed_copies(_utts(), more)
+    for p, c in zip(plain, copies, strict=True):  # speed, noise, pad: drawn as before
+        assert c.id.startswith(p.id)
+        assert {k: c.extra[k] for k in p.extra} == p.extra
+        assert ("noise_colour" in c.extra) == ("noise_snr" in c.extra)
+        assert len(c.extra["eq"]) == 2
+        assert all(0.02 <= f <= 0.45 and 0.7 <= q <= 2 and abs(g) <= 6 for f, q, g in c.extra["eq"])
+    reverberant = [c for c in copies if "reverb_t60" in c.extra]
+    assert 8 < len(reverberant) < 32
+    assert all(0.1 <= c.extra["reverb_t60"] <= 0.5 for c in reverberant)
+    assert [c.extra for c in perturbed_copies(_utts(), more)] == [c.extra for c in copies]
+    assert AugmentOptions(reverb_prob=0.1).copies and AugmentOptions(eq_bands=1).copies
+    for bad in ({"noise_colour": [2.0, 1.0]}, {"reverb_t60": [0.0, 0.5]},
+                {"reverb_prob": 1.5}, {"eq_bands": -1}):
+        with pytest.raises(ValueError, match="augment"):
+            replace(AugmentOptions(), **bad).check()
+
+
+def _band_power(x: np.ndarray, rate: int, lo: float, hi: float) -> float:
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(x.size, 1 / rate)
+    return float(spec[(f >= lo) & (f < hi)].mean())
+
+
+def test_coloured_noise_falls_by_beta_times_3_db_per_octave() -> None:
+    x = torch.zeros(64000)
+    x[::2000] = 1.0  # a click train: the noise dominates every band but its harmonics
+    for beta in (1.0, 2.0):
+        y = perturb(x, 8000, {"noise_snr": -20.0, "noise_seed": 3, "noise_colour": beta})
+        y = (y - x).numpy()  # the noise alone
+        drop = 10 * math.log10(_band_power(y, 8000, 200, 400) / _band_power(y, 8000, 1600, 3200))
+        assert drop == pytest.approx(3 * 3.01 * beta, abs=1.0)  # three octaves apart
+        snr = 10 * math.log10(float(x.square().sum()) / float(np.square(y).sum()))
+        assert snr == pytest.approx(-20.0, abs=0.01)
+    white = (perturb(x, 8000, {"noise_snr": -20.0, "noise_seed": 3}) - x).numpy()
+    assert abs(10 * math.log10(_band_power(white, 8000, 200, 400)
+                               / _band_power(white, 8000, 1600, 3200))) < 0.5
+
+
+def test_reverb_adds_a_tail_that_decays_60_db_in_t60() -> None:
+    x = torch.zeros(8000)
+    x[0] = 1.0  # an impulse: the output is the room's response
+    y = perturb(x, 8000, {"reverb_t60": 0.4, "reverb_seed": 1}).numpy()
+    assert y.size == 8000  # the tail past the end is cut: the copy keeps its frames
+    energy = np.convolve(y[1:] ** 2, np.ones(160), "valid")  # 20 ms windows after the direct
+    early, late = energy[80], energy[80 + 1600]  # 10 ms and 210 ms in
+    assert 10 * math.log10(early / late) == pytest.approx(60 * 0.2 / 0.4, abs=5)
+    assert np.array_equal(y, perturb(x, 8000, {"reverb_t60": 0.4, "reverb_seed": 1}).numpy())
+
+
+def test_eq_raises_the_band_it_names_by_its_gain() -> None:
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal(64000).astype(np.float32))  # peaks past 1
+    y = perturb(x, 8000, {"eq": [[0.125, 1.0, 9.0]]}).numpy()  # +9 dB at 1 kHz, unclipped
+
+    def gain(lo: float, hi: float) -> float:
+        return 10 * math.log10(_band_power(y, 8000, lo, hi) / _band_power(x.numpy(), 8000, lo, hi))
+
+    assert gain(950, 1050) == pytest.approx(9.0, abs=1.0)
+    assert abs(gain(3500, 3900)) < 1.0

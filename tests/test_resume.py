@@ -282,3 +282,32 @@ def test_time_limit_stops_before_an_epoch_that_would_end_past_it(tmp_path: Path)
         assert len(result["history"]) == epochs
         assert torch.load(exp / "last.pt", weights_only=True)["epoch"] == epochs
         assert (exp / "best.pt").is_file()
+
+
+def test_linear_schedule_falls_to_zero_and_resumes_exactly(tmp_path: Path,
+                                                          straight: tuple[Path, dict]) -> None:
+    """optim.schedule=linear: each epoch's last learning rate is the first × (1 - e/E)
+    less one step's share (hand computation), and a run killed mid-epoch resumes exactly."""
+    data, plateau = straight
+    proc = _run(data, tmp_path / "straight", "optim.schedule=linear")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    reference = torch.load(tmp_path / "straight/last.pt", weights_only=True)
+    steps = 12  # 24 utterances, 2 per step
+    assert [h["lr"] for h in reference["history"]] == pytest.approx(
+        [0.01 * (1 - (e - 1 + (steps - 1) / steps) / 3) for e in (1, 2, 3)], rel=1e-6)
+    assert reference["history"][2]["train_loss"] != plateau["history"][2]["train_loss"]
+    exp = tmp_path / "exp"
+    proc = _run(data, exp, "slow=0.03", "optim.schedule=linear")
+    deadline = time.monotonic() + 120
+    while not (exp / "last.pt").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "no last.pt written"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=120)
+    proc = _run(data, exp, "optim.schedule=linear")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    resumed = torch.load(exp / "last.pt", weights_only=True)
+    for key, value in reference["model"].items():
+        assert torch.allclose(value, resumed["model"][key], rtol=0, atol=1e-6), key

@@ -59,3 +59,20 @@ def test_epochs_since_best() -> None:
     rates = [{"dev_error_rate": r} for r in (30.0, 20.0, 25.0, 21.0)]
     assert _epochs_since_best(rates) == 2
     assert _epochs_since_best([]) == 0
+
+
+def test_planned_epochs_are_those_the_time_limit_will_let_run() -> None:
+    from recog.train.loop import _out_of_time, planned_epochs
+    from recog.train.options import TrainerOptions
+
+    opts = TrainerOptions(epochs=15, max_minutes=6)
+    assert planned_epochs([], opts) == 15  # nothing measured yet
+    history = [{"seconds": 62.0}]
+    assert planned_epochs(history, opts) == 5  # 360 s // 62 s
+    for _ in range(4):  # the time limit, epoch by epoch, agrees
+        assert not _out_of_time(history, opts.max_minutes)
+        history.append({"seconds": 62.0})
+    assert len(history) == 5 and _out_of_time(history, opts.max_minutes)
+    assert planned_epochs(history, opts) == 6  # past the limit: at least the next one
+    assert planned_epochs([{"seconds": 10.0}], opts) == 15  # trainer.epochs caps it
+    assert planned_epochs([{"seconds": 62.0}], TrainerOptions(epochs=3)) == 3

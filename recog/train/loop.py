@@ -90,6 +90,8 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
     device = process_device(opts.device, world)
     if opts.accumulate < 1:
         raise ValueError(f"trainer.accumulate must be >= 1, not {opts.accumulate}")
+    if optim.schedule not in ("plateau", "linear"):
+        raise ValueError(f"optim.schedule is plateau or linear, not {optim.schedule!r}")
     _place(model, device)
     optimizer = optimizer or make_optimizer(model, optim)  # fine-tuning passes its own
     scheduler = Plateau(optimizer, mode="min", factor=optim.lr_decay,
@@ -172,7 +174,11 @@ def train_epoch(run: Run, epoch: int) -> EpochResult:
                   run.device.type == "cuda")
     bar = Progress(len(batches), f"epoch {epoch}", opts.progress and world.is_main)
     t0 = time.monotonic() - stats.seconds
+    linear = run.stepper.optim.schedule == "linear"
+    planned = planned_epochs(state.history, opts) if linear else 0
     for s in range(first, len(batches)):
+        if linear:  # from the step's place alone: a resumed run sets what it would have
+            set_lr_fraction(run.optimizer, 1 - (epoch - 1 + s / len(batches)) / planned)
         at = (s - first) * opts.accumulate
         real = [r for _, r in shares[at:at + opts.accumulate]]
         signalled, step, grad_norm = run.stepper.step(
@@ -230,7 +236,8 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, dev_loss: float,
     """Schedule, record and log the epoch; keep its model as best.pt when it is the best
     so far (on a finite dev loss only); write last.pt and history.json."""
     state, total = run.state, result.stats
-    run.scheduler.step(dev_err)
+    if run.stepper.optim.schedule == "plateau":
+        run.scheduler.step(dev_err)
     record = {
         "epoch": epoch, "train_loss": total.loss / max(total.utts, 1),
         "dev_loss": dev_loss, "dev_error_rate": dev_err,
@@ -301,6 +308,25 @@ def _out_of_time(history: list[dict], max_minutes: float) -> bool:
     if max_minutes <= 0 or not history:
         return False
     return _minutes(history) + max(h["seconds"] for h in history) / 60 > max_minutes
+
+
+def planned_epochs(history: list[dict], opts: TrainerOptions) -> int:
+    """The epochs training is expected to run: ``trainer.epochs``, or, under
+    ``trainer.max_minutes``, those done plus as many as fit in the time left, each as slow as
+    the slowest so far (what ``_out_of_time`` will decide; at least the next one)."""
+    if opts.max_minutes <= 0 or not history:
+        return opts.epochs
+    slowest = max(h["seconds"] for h in history) / 60
+    more = int((opts.max_minutes - _minutes(history)) // slowest)
+    return max(len(history) + 1, min(opts.epochs, len(history) + more))
+
+
+def set_lr_fraction(optimizer: torch.optim.Optimizer, fraction: float) -> None:
+    """Each parameter group's learning rate = its first one × ``fraction`` (the linear
+    schedule; the first is kept in the group, so it travels with last.pt)."""
+    for group in optimizer.param_groups:
+        group.setdefault("base_lr", group["lr"])
+        group["lr"] = group["base_lr"] * max(fraction, 0.0)
 
 
 def _epochs_since_best(history: list[dict]) -> int:

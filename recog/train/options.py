@@ -18,7 +18,8 @@ class OptimOptions:
     weight_decay: float = 0.0
     grad_clip: float = 5.0
     weight_noise: float = 0.0  # std of Gaussian weight noise per step (Graves 2013: 0.075)
-    lr_decay: float = 0.5  # multiply the learning rate by this ...
+    schedule: str = "plateau"  # plateau | linear (to 0 over the epochs that will run)
+    lr_decay: float = 0.5  # plateau: multiply the learning rate by this ...
     lr_patience: int = 1  # ... after this many epochs without a better dev error rate
 
 
