@@ -45,9 +45,10 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return tmp / "data", torch.load(tmp / "straight/last.pt", weights_only=True)
 
 
-def _stop_mid_epoch(data: Path, exp: Path, sig: int) -> tuple[subprocess.Popen, str]:
+def _stop_mid_epoch(data: Path, exp: Path, sig: int, *extra: str
+                    ) -> tuple[subprocess.Popen, str]:
     """Start a (slowed) run, send ``sig`` once its first mid-epoch last.pt exists."""
-    proc = _run(data, exp, "slow=0.03")
+    proc = _run(data, exp, "slow=0.03", *extra)
     deadline = time.monotonic() + 120
     while not (exp / "last.pt").exists():
         assert time.monotonic() < deadline and proc.poll() is None, "no last.pt written"
@@ -101,13 +102,7 @@ def test_resume_with_spec_augment_draws_the_same_masks(tmp_path: Path) -> None:
     unmasked = torch.load(tmp_path / "plain/last.pt", weights_only=True)
     assert reference["history"][0]["train_loss"] != unmasked["history"][0]["train_loss"]
     exp = tmp_path / "exp"
-    proc = _run(tmp_path / "data", exp, "slow=0.03", "specaug=1")
-    deadline = time.monotonic() + 120
-    while not (exp / "last.pt").exists():
-        assert time.monotonic() < deadline and proc.poll() is None, "no last.pt written"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=120)
+    _stop_mid_epoch(tmp_path / "data", exp, signal.SIGKILL, "specaug=1")
     resumed = _run(tmp_path / "data", exp, "specaug=1")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, out + err
@@ -298,13 +293,7 @@ def test_linear_schedule_falls_to_zero_and_resumes_exactly(tmp_path: Path,
         [0.01 * (1 - (e - 1 + (steps - 1) / steps) / 3) for e in (1, 2, 3)], rel=1e-6)
     assert reference["history"][2]["train_loss"] != plateau["history"][2]["train_loss"]
     exp = tmp_path / "exp"
-    proc = _run(data, exp, "slow=0.03", "optim.schedule=linear")
-    deadline = time.monotonic() + 120
-    while not (exp / "last.pt").exists():
-        assert time.monotonic() < deadline and proc.poll() is None, "no last.pt written"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=120)
+    _stop_mid_epoch(data, exp, signal.SIGKILL, "optim.schedule=linear")
     proc = _run(data, exp, "optim.schedule=linear")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out + err
