@@ -39,7 +39,7 @@ class CorpusConfig:
     ink_synth: InkSynthOptions = field(default_factory=InkSynthOptions)
     # bring-your-own corpora (name: manifest | kaldi_dir): <root>/<split>.jsonl or <root>/<split>/
     modality: str = "speech"  # speech | ink (manifest only)
-    tokens: str = "phones"  # chars | phones | list (whitespace-separated, from token_list)
+    tokens: str = "phones"  # chars | phones | words | list (whitespace-separated, from token_list)
     token_list: str | None = None  # file with one token per line: the vocabulary, in order
     shifted_synth: ShiftedSynthOptions = field(default_factory=ShiftedSynthOptions)
     # FSDD (name: fsdd): split by speaker; every speaker not named here trains

@@ -45,27 +45,32 @@ TRANSFER_RULES = ("auto", "by_name", "fresh")
 
 def token_kind(corpus: Mapping | object) -> str:
     """What a corpus config's tokens are: ``phones`` (TIMIT, or ``tokens: phones``),
-    ``chars`` (``tokens: chars``, ink, FSDD) or ``list`` (a token list: its own kind, whose
-    spellings say nothing more); ``corpus`` is a CorpusConfig or its dict form (a
-    checkpoint's ``config["corpus"]``), absent keys taking CorpusConfig's defaults."""
+    ``chars`` (``tokens: chars``, ink, FSDD's default), ``words`` (``tokens: words``) or
+    ``list`` (a token list: its own kind, whose spellings say nothing more); ``corpus`` is a
+    CorpusConfig or its dict form (a checkpoint's ``config["corpus"]``), absent keys taking
+    CorpusConfig's defaults."""
     c = corpus if isinstance(corpus, Mapping) else vars(corpus)
     name = c.get("name", "timit")
     if name == "timit":
         return "phones"
-    if name in ("iamondb", "fsdd") or c.get("modality") == "ink":
+    if name == "iamondb" or c.get("modality") == "ink":
         return "chars"
+    if name == "fsdd":
+        return "words" if c.get("tokens") == "words" else "chars"
     return str(c.get("tokens", "phones"))
 
 
 def transfer_rule(option: str, old_kind: str, new_kind: str) -> str:
-    """``by_name`` or ``fresh``: the option itself, or for ``auto`` by name unless one side is
-    phones and the other characters (a token list may be either, so it transfers by name)."""
+    """``by_name`` or ``fresh``: the option itself, or for ``auto`` by name unless the two
+    sides are of different kinds among phones, characters and words (a token list may be
+    any, so it transfers by name)."""
     if option not in TRANSFER_RULES:
         raise ValueError(f"finetune.transfer must be one of {', '.join(TRANSFER_RULES)}, "
                          f"not {option!r}")
     if option != "auto":
         return option
-    return "fresh" if {old_kind, new_kind} == {"phones", "chars"} else "by_name"
+    kinds = {old_kind, new_kind}
+    return "fresh" if len(kinds) == 2 and "list" not in kinds else "by_name"
 
 
 def transfer_output(model: CTCModel, old: Vocabulary, new: Vocabulary, seed: int = 0,

@@ -48,7 +48,7 @@ class Task(Protocol):
     metrics: dict[str, Normalizer]  # name -> how a token sequence is scored
     selection: str  # the metric that chooses the model (best.pt) and tunes the LM
     characters: bool  # the tokens are characters: the text is their concatenation
-    token_kind: str  # phones | chars | list (a token list, whose spellings say no more)
+    token_kind: str  # phones | chars | words | list (a token list: its spellings say no more)
     kind: ClassVar[str]  # its name in a checkpoint's front-end record (TASKS)
 
     def vocabulary(self, train: Sequence[Utterance]) -> Vocabulary: ...
@@ -87,6 +87,11 @@ def _fold39(tokens: Sequence[str]) -> list[str]:
 
 def _words(chars: Sequence[str]) -> list[str]:
     return "".join(chars).split()
+
+
+def _spelt(words: Sequence[str]) -> list[str]:
+    """The characters of word tokens' text (a space between words): CER of a word model."""
+    return list(" ".join(words))
 
 
 class _Speech:
@@ -174,7 +179,7 @@ class SpeechTask(_Speech):
     phones, ``TER`` for a token list) or as characters and words (``CER``, ``WER``)."""
 
     features: AudioFeatureOptions
-    tokens: str = "phones"  # chars | phones | list
+    tokens: str = "phones"  # chars | phones | words | list
     token_list: tuple[str, ...] = ()
     kind: ClassVar[str] = "speech"
 
@@ -182,11 +187,13 @@ class SpeechTask(_Speech):
     def metrics(self) -> dict[str, Normalizer]:
         if self.tokens == "chars":
             return {"CER": list, "WER": _words}
+        if self.tokens == "words":
+            return {"CER": _spelt, "WER": list}
         return {"TER" if self.tokens == "list" else "PER": list}
 
     @property
     def selection(self) -> str:
-        return {"chars": "CER", "list": "TER"}.get(self.tokens, "PER")
+        return {"chars": "CER", "words": "WER", "list": "TER"}.get(self.tokens, "PER")
 
     @property
     def characters(self) -> bool:

@@ -14,7 +14,8 @@ checkpoints and feature caches with truncation and bit flips, where a damaged fi
 loads without an error counts as a failure too (its contents must equal the original's).
 
     python scripts/fuzz_readers.py --seconds 300          # about 300 s in all
-    python scripts/fuzz_readers.py --quick                # the smoke test's size
+    python scripts/fuzz_readers.py --tries 200            # 200 inputs a reader, seeded
+    python scripts/fuzz_readers.py --quick                # the smoke test's size (8 each)
 """
 
 from __future__ import annotations
@@ -327,12 +328,14 @@ def _alarm(signum: int, frame: object) -> None:
 
 
 def fuzz(target: Target, seconds: float, rng: random.Random, timeout: float,
-         save: Path) -> None:
-    """Try mutations of the target's seeds until ``seconds`` have passed."""
+         save: Path, tries: int = 0) -> None:
+    """Try mutations of the target's seeds until ``seconds`` have passed, or ``tries`` of
+    them when given (then the inputs tried are the seed's alone, whatever the machine's
+    speed)."""
     end = time.monotonic() + seconds
     original = target.path.read_bytes()
     try:
-        while time.monotonic() < end:
+        while target.tried < tries if tries else time.monotonic() < end:
             seed = rng.choice(target.seeds)
             data = (target.special(seed, rng) if target.special and rng.random() < 0.3
                     else mutate(seed, rng, rng.choice(target.seeds), target.header))
@@ -372,14 +375,17 @@ def _failure(target: Target, data: bytes, kind: str, e: BaseException, save: Pat
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=60.0, help="time budget in all")
-    p.add_argument("--quick", action="store_true", help="a few tries per reader (smoke test)")
+    p.add_argument("--tries", type=int, default=0,
+                   help="this many inputs per reader instead of a time budget")
+    p.add_argument("--quick", action="store_true",
+                   help="--tries 8: the smoke test's size, the same inputs on every machine")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=20.0, help="seconds one input may take")
     p.add_argument("--save", type=Path, default=Path("exp/fuzz_failures"),
                    help="folder for the inputs that failed")
     p.add_argument("--json", type=Path, help="write the counts here")
     args = p.parse_args(argv)
-    seconds = 3.0 if args.quick else args.seconds
+    tries = 8 if args.quick else args.tries
     signal.signal(signal.SIGALRM, _alarm)
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="recog-fuzz-") as tmp:
@@ -389,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in targets:  # the seeds themselves must be clean
             t.run()
         for t in targets:
-            fuzz(t, seconds / len(targets), rng, args.timeout, args.save)
+            fuzz(t, args.seconds / len(targets), rng, args.timeout, args.save, tries)
     print(f"{'reader':<22} {'tried':>7} {'clean':>7} {'DataError':>9} {'failures':>8}")
     for t in targets:
         print(f"{t.name:<22} {t.tried:>7} {t.clean:>7} {t.rejected:>9} {len(t.failures):>8}")
@@ -397,14 +403,15 @@ def main(argv: list[str] | None = None) -> int:
     failures = [dict(f, reader=t.name) for t in targets for f in t.failures]
     print(f"{'total':<22} {total:>7} {sum(t.clean for t in targets):>7} "
           f"{sum(t.rejected for t in targets):>9} {len(failures):>8}   "
-          f"({seconds:.0f} s, seed {args.seed})")
+          f"({f'{tries} a reader' if tries else f'{args.seconds:.0f} s'}, seed {args.seed})")
     for f in failures:
         print(f"FAILURE {f['reader']}: {f['error']}: {f['message']} at {f['where']} "
               f"(input: {f['input']})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "seconds": seconds, "seed": args.seed, "failures": failures,
+            "seconds": None if tries else args.seconds, "tries": tries, "seed": args.seed,
+            "failures": failures,
             "readers": {t.name: {"tried": t.tried, "clean": t.clean, "data_error": t.rejected,
                                  "failures": len(t.failures)} for t in targets}}, indent=1))
     return 1 if failures else 0

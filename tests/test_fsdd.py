@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from recog.data.fsdd import read_fsdd
+from recog.data.fsdd import DIGIT_WORDS, read_fsdd
 from recog.data.utterance import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fsdd"
@@ -28,6 +28,30 @@ def test_splits_by_speaker_with_the_digit_words() -> None:
     assert {u.speaker for u in test} == {"jackson"}
     assert test[1].source == str(FIXTURES / "recordings" / "9_jackson_4.wav")
     assert corpus.rejected == []
+
+
+def test_word_tokens_make_each_digit_word_one_token() -> None:
+    corpus = read_fsdd(FIXTURES, ["lucas"], ["jackson"], tokens="words")
+    assert [(u.tokens, u.text) for u in corpus.splits["test"]] == [
+        (("three",), "three"), (("nine",), "nine")]
+    with pytest.raises(ValueError, match="corpus.tokens is chars or words, not 'phones'"):
+        read_fsdd(FIXTURES, ["lucas"], ["jackson"], tokens="phones")
+
+
+def test_word_tokens_are_scored_as_the_words_letters_and_the_words() -> None:
+    from recog.features.audio import AudioFeatureOptions
+    from recog.metrics import score
+    from recog.tasks import SpeechTask
+
+    task = SpeechTask(AudioFeatureOptions(), "words", DIGIT_WORDS)
+    assert task.selection == "WER" and not task.characters
+    assert task.vocabulary([]).tokens[1:] == DIGIT_WORDS
+    ref, hyp = {"a": ["nine"], "b": ["one", "two"]}, {"a": ["one"], "b": ["one"]}
+    cer, wer = (score(ref, hyp, task.metrics[m]).total for m in ("CER", "WER"))
+    # by hand: nine -> one is 1 substitution + 1 deletion of 4 letters; "one two" -> "one"
+    # deletes " two" (4 of 7 characters); words: 1 substitution, then 1 deletion of 3
+    assert (cer.errors, cer.n) == (6, 11)
+    assert (wer.errors, wer.n) == (2, 3)
 
 
 def test_flat_layout_reads_the_same(tmp_path: Path) -> None:
@@ -76,6 +100,19 @@ def test_recog_prepare_corpus_fsdd(tmp_path: Path) -> None:
          f"corpus.root={FIXTURES}", "corpus.test_speakers=[theo]", f"prepare.out={tmp_path}"],
         capture_output=True, text=True)
     assert bad.returncode == 2 and "['theo']" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_recog_prepare_with_word_tokens_counts_words_and_their_letters(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", "from recog.cli import prepare; prepare()", "corpus=fsdd",
+         f"corpus.root={FIXTURES}", "corpus.dev_speakers=[lucas]", "corpus.tokens=words",
+         "corpus.test_speakers=[jackson]", f"prepare.out={tmp_path}"],
+        capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = {line.split()[0]: line.split()[1:6] for line in run.stdout.splitlines()[2:5]}
+    # speakers, utterances, tokens (one a word), letters scored (CER), words scored (WER)
+    assert rows == {"train": ["2", "3", "3", "13", "3"], "dev": ["1", "1", "1", "3", "1"],
+                    "test": ["1", "2", "2", "9", "2"]}
 
 
 def test_synthetic_digit_speakers_are_fsdd_files_identical_for_a_seed(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def test_quick_run_tries_every_reader(tmp_path: Path) -> None:
         "kaldi dir text", "kaldi dir segments", "JSON strokes", "audio WAV", "audio FLAC",
         "checkpoint best.pt", "feature cache frames", "feature cache index"}
     for name, c in counts["readers"].items():
-        assert c["tried"] > 0 and c["tried"] == c["clean"] + c["data_error"], name
+        assert c["tried"] == 8 and c["tried"] == c["clean"] + c["data_error"], name
     assert "total" in run.stdout and counts["failures"] == []
 
 

@@ -23,12 +23,14 @@ def _collapse(path: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _brute_force(log_probs: torch.Tensor, n: int, word: str) -> float:
-    """log of the summed probability of every length-n path collapsing to ``word``."""
-    target = tuple(TOKENS.index(c) for c in word)
+def _brute_force(log_probs: torch.Tensor, n: int, word: str,
+                 tokens: tuple[str, ...] = TOKENS) -> float:
+    """log of the summed probability of every length-n path collapsing to ``word`` (the
+    word's token when it is one, else its letters)."""
+    target = (tokens.index(word),) if word in tokens else tuple(tokens.index(c) for c in word)
     lp = log_probs[:n].double()
     total = 0.0
-    for path in itertools.product(range(len(TOKENS)), repeat=n):
+    for path in itertools.product(range(len(tokens)), repeat=n):
         if _collapse(path) == target:
             total += math.exp(sum(float(lp[t, k]) for t, k in enumerate(path)))
     return math.log(total) if total > 0 else float("-inf")
@@ -82,3 +84,18 @@ def test_a_word_the_model_cannot_spell_names_the_lexicon(tmp_path: Path) -> None
                                    lexicon=_lexicon(tmp_path, ["ab", "zebra"])), TOKENS)
     with pytest.raises(ValueError, match="set it"):
         make_decoder(DecodeOptions(method="isolated_word"), TOKENS)
+
+
+def test_a_word_that_is_a_token_is_that_one_token(tmp_path: Path) -> None:
+    tokens = ("<blk>", "no", "on", "yes")  # a word model: each word one token
+    g = torch.Generator().manual_seed(1)
+    log_probs = torch.randn(2, 5, len(tokens), generator=g).log_softmax(-1)
+    lengths = torch.tensor([5, 2])
+    decoder = make_decoder(DecodeOptions(method="isolated_word", lexicon=_lexicon(
+        tmp_path, ["yes", "no", "on"])), tokens)
+    assert decoder.spellings == [[1], [2], [3]]
+    scores = decoder.scores(log_probs, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        for w, word in enumerate(decoder.words):
+            expected = _brute_force(log_probs[b], n, word, tokens)
+            assert float(scores[b, w]) == pytest.approx(expected, abs=1e-4)

@@ -20,15 +20,27 @@ def _spells_known_words(tokens: list[int]) -> bool:
     return all(w in WORDS for w in "".join(TOKENS[c] for c in tokens).split(" ") if w)
 
 
+def _accepted(lex, seq: tuple[int, ...]) -> bool:
+    """Whether the automaton, stepped through ``seq`` from state 0, ends in a final state."""
+    state = 0
+    for c in seq:
+        state = int(lex.next[state, c]) if state >= 0 else -1
+    return state >= 0 and float(lex.final[state]) == 0.0
+
+
 def test_trie_accepts_exactly_the_words() -> None:
     lex = lexicon_automaton(WORDS, TOKENS)
     for n in range(6):
         for seq in itertools.product(range(1, 4), repeat=n):
-            state = 0
-            for c in seq:
-                state = int(lex.next[state, c]) if state >= 0 else -1
-            accepted = state >= 0 and float(lex.final[state]) == 0.0
-            assert accepted == _spells_known_words(list(seq))
+            assert _accepted(lex, seq) == _spells_known_words(list(seq))
+
+
+def test_a_word_models_trie_takes_any_sequence_of_its_words() -> None:
+    tokens = ["<blk>", "no", "on", "yes", "x"]  # word tokens, and one that is no word
+    lex = lexicon_automaton(["yes", "no", "on"], tokens)
+    for n in range(4):
+        for seq in itertools.product(range(1, 5), repeat=n):
+            assert _accepted(lex, seq) == (4 not in seq)
 
 
 @pytest.mark.parametrize("seed", range(4))

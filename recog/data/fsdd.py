@@ -14,7 +14,8 @@ from recog.data.audio import audio_info
 from recog.data.utterance import Corpus, DataError, Rejections, Utterance
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-LETTERS = tuple(sorted(set("".join(DIGIT_WORDS))))  # the token set: the words' letters
+LETTERS = tuple(sorted(set("".join(DIGIT_WORDS))))  # token set ``chars``: the words' letters
+TOKEN_SETS = {"chars": LETTERS, "words": DIGIT_WORDS}  # ``words``: each word one token
 _NAME = re.compile(r"(\d)_([A-Za-z0-9]+)_(\d+)")
 
 
@@ -26,13 +27,18 @@ def recordings_dir(root: str | Path) -> Path:
 
 def read_fsdd(root: str | Path, dev_speakers: Sequence[str], test_speakers: Sequence[str],
               splits: tuple[str, str, str] = ("train", "dev", "test"),
-              skip_bad: bool = False, extra: Path | None = None) -> Corpus:
+              skip_bad: bool = False, extra: Path | None = None,
+              tokens: str = "chars") -> Corpus:
     """Utterances of the train, dev and test splits (named by ``splits``), ids
     ``{speaker}_{digit}_{index}`` so that the speaker is the id's prefix (sclite's spu_id).
     A file whose name does not follow the pattern, or whose audio is unreadable, is an error
     naming it (with ``skip_bad``: rejected and listed); a named speaker with no recordings
     is an error naming the speaker. The recordings in ``extra`` (a folder in the same
-    layout: synthetic speakers) all train; their speakers must not be among ``root``'s."""
+    layout: synthetic speakers) all train; their speakers must not be among ``root``'s.
+    ``tokens``: ``chars`` (the word's letters) or ``words`` (the word as one token)."""
+    if tokens not in TOKEN_SETS:
+        raise ValueError(f"corpus=fsdd: corpus.tokens is {' or '.join(TOKEN_SETS)}, "
+                         f"not {tokens!r}")
     folder = recordings_dir(root)
     if not folder.is_dir():
         raise DataError(folder, "no such FSDD folder (corpus.root: the folder holding "
@@ -70,7 +76,8 @@ def read_fsdd(root: str | Path, dev_speakers: Sequence[str], test_speakers: Sequ
         split = (train if synthetic else dev if speaker in dev_speakers
                  else test if speaker in test_speakers else train)
         by_split[split].append(Utterance(f"{speaker}_{digit}_{index}", speaker, str(path),
-                                         tuple(word), word))
+                                         tuple(word) if tokens == "chars" else (word,),
+                                         word))
     for name, wanted in (("dev_speakers", dev_speakers), ("test_speakers", test_speakers)):
         missing = [s for s in wanted if s not in seen]
         if missing:

@@ -26,13 +26,14 @@ from recog.data.inkml import read_inkml, read_inkml_strokes
 from recog.data.limits import check_points
 from recog.data.utterance import DataError, Utterance, checked_id, json_lines
 
-TOKENIZERS = ("chars", "phones", "list")
+TOKENIZERS = ("chars", "phones", "words", "list")
 
 
 @dataclass(frozen=True)
 class Tokenizer:
-    """How a transcript becomes tokens: ``chars`` (spaces kept), ``phones`` (split on
-    whitespace), or ``list`` (split on whitespace, each token must be in ``token_list``)."""
+    """How a transcript becomes tokens: ``chars`` (spaces kept), ``phones`` or ``words``
+    (split on whitespace: scored as PER, or as CER and WER), or ``list`` (split on
+    whitespace, each token must be in ``token_list``)."""
 
     kind: str = "phones"
     token_list: tuple[str, ...] = ()

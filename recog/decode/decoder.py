@@ -86,23 +86,25 @@ class BeamSearch:
 
 
 class IsolatedWordDecoder:
-    """Exactly one word per utterance: of the lexicon's words (spelt in the model's
-    character tokens), the one with the highest CTC probability, summed over all its
-    alignments by torch's CTC forward pass. A word too long for an utterance's frames has
-    probability 0; an utterance no word fits decodes to nothing. Costs one CTC forward per
-    word and utterance: meant for small vocabularies (digits, commands, a grammar's list)."""
+    """Exactly one word per utterance: of the lexicon's words (a word that is one of the
+    model's tokens is that token, any other is spelt in its character tokens), the one with
+    the highest CTC probability, summed over all its alignments by torch's CTC forward pass.
+    A word too long for an utterance's frames has probability 0; an utterance no word fits
+    decodes to nothing. Costs one CTC forward per word and utterance: meant for small
+    vocabularies (digits, commands, a grammar's list)."""
 
     def __init__(self, words: Sequence[str], tokens: Sequence[str],
                  source: str = "<lexicon>", nbest: int = 1, max_cells: int = 1 << 24):
         index = {t: i for i, t in enumerate(tokens) if i > 0}
         self.words = sorted(set(words))
-        unknown = [w for w in self.words if any(c not in index for c in w)]
+        unknown = [w for w in self.words if w not in index and any(c not in index for c in w)]
         if unknown:
             raise DataError(source, f"word(s) {unknown[:5]} cannot be spelt with the model's "
                             "tokens")
         if not self.words:
             raise DataError(source, "the lexicon holds no word")
-        self.spellings = [[index[c] for c in w] for w in self.words]
+        self.spellings = [[index[w]] if w in index else [index[c] for c in w]
+                          for w in self.words]
         self.n, self.max_cells = nbest, max_cells  # cells: frames x pairs x tokens per call
 
     def scores(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

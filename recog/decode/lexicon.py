@@ -35,16 +35,16 @@ def _spellings(word: str) -> set[str]:
 def _trie(words: Iterable[str], tokens: Sequence[str], source: str | Path
           ) -> tuple[list[dict[int, int]], list[str | None]]:
     """Children per node and the word (lower case) that ends there, if any; node 0 is the
-    root. A word holding a character the model lacks is left out; none usable is an error."""
+    root. A word that is one of the model's tokens (a word model's) is that one token; a
+    word holding a character the model lacks is left out; none usable is an error."""
     index = {t: i for i, t in enumerate(tokens) if i > 0}
     children: list[dict[int, int]] = [{}]
     ends: list[str | None] = [None]
     for word in sorted({s for w in words for s in _spellings(w)}):
-        if not word or any(t not in index for t in word):
+        if not word or (word not in index and any(t not in index for t in word)):
             continue
         node = 0
-        for t in word:
-            c = index[t]
+        for c in [index[word]] if word in index else [index[t] for t in word]:
             if c not in children[node]:
                 children[node][c] = len(children)
                 children.append({})
@@ -66,12 +66,16 @@ def _automaton(children: list[dict[int, int]], ends: list[str | None],
                tokens: Sequence[str]) -> TokenAutomaton:
     word_end = [e is not None for e in ends]
     free = [i for i, t in enumerate(tokens) if i > 0 and not t.isalpha()]  # end a word
+    # a word model's tokens (more than one letter, each a word) follow any word's end
+    whole = {c: n for c, n in children[0].items() if len(tokens[c]) > 1 and word_end[n]}
     # int32 and a zero-stride logp: a 20,000-word dictionary's trie (four spellings a
     # word) has a few hundred thousand nodes
     nxt = np.full((len(children), len(tokens)), -1, dtype=np.int32)
     for node, kids in enumerate(children):
         if node == 0 or word_end[node]:
             nxt[node, free] = 0
+            for c, child in whole.items():
+                nxt[node, c] = child
         for c, child in kids.items():
             nxt[node, c] = child
     nxt[:, 0] = np.arange(len(children))  # the blank changes nothing
@@ -147,8 +151,8 @@ def read_word_list(path: str | Path) -> list[str]:
 
 def load_lexicon(path: str | Path, tokens: Sequence[str], word_lm: str | Path = ""
                  ) -> tuple[TokenAutomaton, WordLM | None]:
-    """A word list file (characters as tokens) compiled for the model's tokens, and the
-    word ARPA file ``word_lm`` (if given) over the same trie's states."""
+    """A word list file (spelt in characters, or word tokens) compiled for the model's
+    tokens, and the word ARPA file ``word_lm`` (if given) over the same trie's states."""
     words = read_word_list(path)
     children, ends = _trie(words, tokens, path)
     words_lm = _word_lm(read_arpa(word_lm), ends, word_vocabulary(words), word_lm) \

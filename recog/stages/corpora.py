@@ -77,7 +77,7 @@ def _read_fsdd(cfg: Config) -> Corpus:
         extra = generate_digits(Path(cfg.prepare.out), c.digit_synth, cfg.trainer.progress)
     return fsdd.read_fsdd(c.root, c.dev_speakers, c.test_speakers,
                           (c.train_split, c.dev_split, c.test_splits[0]), cfg.data.skip_bad,
-                          extra)
+                          extra, c.tokens)
 
 
 def _speech_task(cfg: Config) -> Task:
@@ -122,8 +122,8 @@ CORPORA: dict[str, CorpusKind] = {
         lambda s: f"-/{iamondb.PUBLISHED_LINES[s]}" if s in iamondb.PUBLISHED_LINES else ""),
     "manifest": CorpusKind(_read_manifest, _byo_task),
     "kaldi_dir": CorpusKind(_read_kaldi_dir, _byo_task),
-    "fsdd": CorpusKind(_read_fsdd, lambda cfg: SpeechTask(  # the ten words' letters
-        cfg.features.audio, "chars", fsdd.LETTERS)),
+    "fsdd": CorpusKind(_read_fsdd, lambda cfg: SpeechTask(  # the ten words' letters or words
+        cfg.features.audio, cfg.corpus.tokens, fsdd.TOKEN_SETS.get(cfg.corpus.tokens, ()))),
 }
 
 
