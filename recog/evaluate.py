@@ -3,8 +3,10 @@ the dev figures training selects on (``evaluate``: CTC loss and greedy error rat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -16,13 +18,32 @@ from recog.tokens import Vocabulary
 
 
 @torch.no_grad()
-def run_model(model: CTCModel, dataset: CTCDataset, batch_frames: int, device: torch.device
+def run_model(model: CTCModel, dataset: CTCDataset, batch_frames: int, device: torch.device,
+              warped: Sequence[CTCDataset] = ()
               ) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor]]:
-    """Forward every utterance of ``dataset`` in length-bucketed batches (eval mode)."""
+    """Forward every utterance of ``dataset`` in length-bucketed batches (eval mode).
+    ``warped``: the same utterances' features at other VTLN warps (as many frames each);
+    the log-probs are then those of the mean posterior over ``dataset`` and ``warped``."""
     model.eval()
-    for batch in iterate(dataset, bucket_batches(dataset.lengths, batch_frames)):
+    for other in warped:
+        if other.ids != dataset.ids or not np.array_equal(other.lengths, dataset.lengths):
+            raise ValueError("the warped features are not of the same utterances and frames")
+    plan = bucket_batches(dataset.lengths, batch_frames)
+    runs = [iterate(d, plan) for d in warped]
+    for batch in iterate(dataset, plan):
         log_probs, out_lens = model(batch.feats.to(device), batch.lengths.to(device))
+        if runs:
+            outs = [log_probs] + [model(b.feats.to(device), b.lengths.to(device))[0]
+                                  for b in (next(r) for r in runs)]
+            log_probs = mean_posterior(outs)
         yield batch, log_probs, out_lens
+
+
+def mean_posterior(log_probs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """log of the mean of the posteriors ``exp(log_probs)`` (same shapes): an ensemble's
+    frame posteriors, still normalised over the tokens."""
+    stacked = torch.stack(list(log_probs))
+    return torch.logsumexp(stacked, 0) - math.log(len(stacked))
 
 
 def evaluate(model: CTCModel, dataset: CTCDataset, vocab: Vocabulary,

@@ -21,8 +21,9 @@ from recog.batching import GroupNormalization, bucket_batches, pad
 from recog.data.manifest import INK_SUFFIXES
 from recog.data.utterance import DataError, Utterance
 from recog.decode.beam import Hypothesis
-from recog.decode.decoder import DecodeOptions
+from recog.decode.decoder import DecodeOptions, check_warps
 from recog.decode.decoder import make_decoder as make_search
+from recog.evaluate import mean_posterior
 from recog.models.checkpoint import load_checkpoint
 from recog.models.ctc import CTCModel
 from recog.tasks import Task, checkpoint_front_end, task_of_record
@@ -31,7 +32,7 @@ from recog.tokens import Vocabulary, fold_timit
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]
 # the keys of a tuned set-up file (decode_<name>.json) that transcription takes
 SETUP_KEYS = ("method", "beam", "lm", "lm_weight", "insertion_bonus", "lexicon", "word_lm",
-              "word_lm_weight")
+              "word_lm_weight", "warps")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ def write_tuned_setup(path: str | Path, options: DecodeOptions, tuned: dict) -> 
     """Store a decoding set-up (``options`` with the ``tuned`` weights and their dev score)
     for ``recog-transcribe --tuned``; file paths are made absolute."""
     setup = {k: getattr(options, k) for k in SETUP_KEYS}
+    setup["warps"] = [float(w) for w in setup["warps"]]
     for k in ("lm", "lexicon", "word_lm"):
         setup[k] = str(Path(setup[k]).resolve()) if setup[k] else ""
     atomic_write_text(path, json.dumps({**setup, **tuned}, indent=1) + "\n")
@@ -182,7 +184,9 @@ class Transcriber:
             out += found
         return out
 
-    def features(self, path: str | Path) -> torch.Tensor:
+    def features(self, path: str | Path, warp: float = 1.0) -> torch.Tensor:
+        """The checkpoint's features of one file (speech: the mel filterbank warped by
+        ``warp``, test-time VTLN)."""
         path = Path(path)
         if path.is_dir():
             raise DataError(path, "a folder: give files, or the folder alone on the command "
@@ -195,7 +199,8 @@ class Transcriber:
                     "a speech model: give audio files")
             raise DataError(path, f"the checkpoint is {kind}")
         try:
-            return self.task.extract(Utterance(path.stem, "", str(path), ()))
+            extra = {"vtlp": warp} if warp != 1.0 else {}
+            return self.task.extract(Utterance(path.stem, "", str(path), (), extra=extra))
         except DataError:
             raise
         except ValueError as e:  # the front end's own message does not know the file
@@ -239,6 +244,15 @@ class Transcriber:
             out.append(entry)
         return out
 
+    def _normalized(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each file's features with its own CMVN when the model normalises per utterance
+        or speaker (a file is its own speaker here); as they are for ``global``."""
+        if self.model.options.normalize == "global":
+            return feats
+        norm = GroupNormalization.of([f.numpy() for f in feats], [str(i) for i in
+                                                                 range(len(feats))])
+        return [torch.from_numpy(norm.apply(i, f.numpy())) for i, f in enumerate(feats)]
+
     @torch.no_grad()
     def __call__(self, files: Sequence[str | Path], keys: Sequence[str] | None = None
                  ) -> list[dict]:
@@ -247,19 +261,22 @@ class Transcriber:
         ``acoustic`` and ``lm`` (its parts), ``times`` (each token's frames and seconds)
         and ``nbest`` (``decode.nbest`` hypotheses, best first). Every file's features are
         computed first (so a bad file fails before any output), then decoded in
-        length-bucketed batches."""
+        length-bucketed batches; with ``decode.warps``, from the posteriors averaged over
+        the features at each warp."""
         keys = list(keys) if keys is not None else [Path(f).stem for f in files]
-        feats = [self.features(f) for f in files]
-        if self.model.options.normalize != "global":  # no speakers here: each file alone
-            norm = GroupNormalization.of([f.numpy() for f in feats], [str(i) for i in
-                                                                     range(len(feats))])
-            feats = [torch.from_numpy(norm.apply(i, f.numpy())) for i, f in enumerate(feats)]
+        warps = check_warps(self.opts.decode.warps, self.task.modality) or [1.0]
+        views = [self._normalized([self.features(f, w) for f in files]) for w in warps]
         decoder = make_search(self.opts.decode, self.vocab.tokens)
         device = next(self.model.parameters()).device
+        run = self.network or self.model
         out: list[dict] = [{} for _ in files]
-        for batch in bucket_batches([len(f) for f in feats], self.opts.batch_frames):
-            x, lengths = pad([feats[i] for i in batch], feats[batch[0]].shape[1])
-            log_probs, out_lens = (self.network or self.model)(x.to(device), lengths.to(device))
+        for batch in bucket_batches([len(f) for f in views[0]], self.opts.batch_frames):
+            runs = []
+            for feats in views:
+                x, lengths = pad([feats[i] for i in batch], feats[batch[0]].shape[1])
+                runs.append(run(x.to(device), lengths.to(device)))
+            out_lens = runs[0][1]
+            log_probs = mean_posterior([lp for lp, _ in runs]) if len(runs) > 1 else runs[0][0]
             nbest = decoder.nbest(log_probs, out_lens)  # type: ignore[attr-defined]
             for row, (i, hyps) in enumerate(zip(batch, nbest, strict=True)):
                 best = hyps[0] if hyps else Hypothesis([], float("-inf"), float("-inf"), 0.0)

@@ -1,7 +1,8 @@
 """The FSDD path end to end on six real recordings: train with every augmentation on, then
 decode: the checkpoint's front end is used whatever the configuration says (an explicit
 contradicting override is an error naming the key), the augmentation options never change
-a decoding, and the log says how many threads torch uses."""
+a decoding, the log says how many threads torch uses, and test-time VTLN (decode.warps)
+reaches the front end."""
 
 from __future__ import annotations
 
@@ -90,3 +91,23 @@ def test_thread_default_takes_half_the_cores_per_local_process(
     assert choose_threads(3) == 3
     with pytest.raises(ValueError, match="num_threads"):
         choose_threads(-1)
+
+
+def test_decode_warps_build_their_own_caches(trained: Path) -> None:
+    """recog-decode decode.warps=[0.9,1.1] computes the test speaker's features at each
+    warp (a cache apart from the plain one) and decodes; decode.warps=[1.0] is plain."""
+    plain = _verb("decode", trained, "decode.results=plain")
+    assert plain.returncode == 0, plain.stderr
+    one = _verb("decode", trained, "decode.warps=[1.0]", "decode.results=one")
+    assert one.returncode == 0, one.stderr
+    exp = trained / "exp"
+    for split in ("dev", "test"):
+        assert (exp / "one" / split / "hyp.txt").read_text() == (
+            exp / "plain" / split / "hyp.txt").read_text()
+    run = _verb("decode", trained, "decode.warps=[0.9,1.1]", "decode.results=warped")
+    assert run.returncode == 0, run.stderr
+    caches = {p.name.rsplit("-", 1)[0] for p in (trained / "prep" / "features").glob("*.json")}
+    assert {"test-w0.9", "test-w1.1", "dev-w0.9", "dev-w1.1"} <= caches
+    assert (exp / "warped" / "test" / "hyp.txt").is_file()
+    bad = _verb("decode", trained, "decode.warps=[0.1]")
+    assert bad.returncode == 2 and "decode.warps: [0.1] outside" in bad.stderr

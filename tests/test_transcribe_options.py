@@ -9,16 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from recog.batching import pad
 from recog.cli import transcribe
 from recog.decode.beam import BeamOptions
 from recog.decode.decoder import DecodeOptions
 from recog.decode.ngram import train_kneser_ney, write_arpa
+from recog.features.audio import AudioFeatureOptions, audio_features
 from recog.models import save_checkpoint
 from recog.models.checkpoint import load_checkpoint
 from recog.tokens import Vocabulary
 from recog.transcribe import write_tuned_setup
 from tests.test_transcribe import _config, ink_checkpoint, speech  # noqa: F401  (fixture)
+from tests.test_warps import _log_mean_exp
 
 
 def _run(capsys: pytest.CaptureFixture, *args: object) -> str:
@@ -170,3 +174,43 @@ def test_ink_whose_time_goes_back_is_refused_naming_the_point(tmp_path: Path) ->
     path.write_text(json.dumps({"strokes": across}))
     with pytest.raises(DataError, match=r"stroke 1, point 0: time 0.1 is before"):
         read_json_strokes(path)
+
+
+def test_transcribe_warps_are_the_hand_made_average(speech: tuple,  # noqa: F811
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """--warps 0.9,1.1: per file, the best path of the posteriors averaged over the
+    features at both warps; --warps 1 is the plain transcription."""
+    ckpt, paths, _ = speech
+    plain = json.loads(_run(capsys, ckpt, *paths, "--json"))
+    assert json.loads(_run(capsys, ckpt, *paths, "--json", "--warps", "1")) == plain
+    warped = json.loads(_run(capsys, ckpt, *paths, "--json", "--warps", "0.9,1.1"))
+    model, vocab, _ = load_checkpoint(ckpt)
+    model.eval()
+    opts = AudioFeatureOptions()  # the fixture's front end
+    moved = 0
+    for path, plain_r, r in zip(paths, plain, warped, strict=True):
+        samples, rate = sf.read(path, dtype="float32")
+        runs = []
+        for w in (0.9, 1.1):
+            x, n = pad([audio_features(torch.from_numpy(samples), rate, opts, warp=w)],
+                       opts.dim)
+            with torch.no_grad():
+                runs.append(model(x, n)[0][0].numpy())
+        ref = _log_mean_exp(runs)
+        best = ref.argmax(1)
+        tokens = [vocab.tokens[t] for k, t in enumerate(best)
+                  if t != 0 and (k == 0 or t != best[k - 1])]
+        assert r["tokens"] == tokens
+        assert r["score"] == pytest.approx(ref.max(1).sum(), abs=1e-3)
+        moved += abs(r["score"] - plain_r["score"]) > 1e-3
+    assert moved  # the warps reached the front end
+
+
+def test_bad_warps_are_refused(speech: tuple, tmp_path: Path,  # noqa: F811
+                               capsys: pytest.CaptureFixture) -> None:
+    ckpt, paths, _ = speech
+    _fails(capsys, r"decode.warps: \[3.0\] outside \[0.5, 2.0\]", ckpt, paths[0],
+           "--warps", "1,3")
+    ink, lines = ink_checkpoint(tmp_path)
+    _fails(capsys, r"decode.warps warps a speech front end's mel filterbank: this is an? "
+           r"ink model", ink, lines[0], "--warps", "0.9,1.1")

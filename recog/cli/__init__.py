@@ -232,6 +232,14 @@ def finetune(cfg: DictConfig) -> None:
           f"(checkpoint {exp_dir / 'best.pt'})")
 
 
+def _floats(text: str) -> list[float]:
+    """A comma-separated list of numbers (an argparse type)."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: numbers separated by commas") from None
+
+
 def _transcribe_parser(runtimes: tuple[str, ...]) -> argparse.ArgumentParser:
     """recog-transcribe's command line."""
     p = argparse.ArgumentParser(prog="recog-transcribe", description=transcribe.__doc__,
@@ -254,6 +262,9 @@ def _transcribe_parser(runtimes: tuple[str, ...]) -> argparse.ArgumentParser:
     p.add_argument("--lexicon", help="word list, one per line: only its words are spelt")
     p.add_argument("--word-lm", help="word n-gram (ARPA) over the lexicon's words")
     p.add_argument("--word-lm-weight", type=float, help="word LM weight (gamma, default 0.5)")
+    p.add_argument("--warps", type=_floats, metavar="W,W,...",
+                   help="speech: test-time VTLN, the posteriors averaged over the features at "
+                   "these mel filterbank warp factors (e.g. 0.9,0.95,1,1.05,1.1)")
     p.add_argument("--fold39", action="store_true",
                    help="print TIMIT phones folded to the 39 scoring classes")
     p.add_argument("--batch-frames", type=int, default=30000, help="padded frames per batch")
@@ -304,7 +315,7 @@ def transcribe(argv: list[str] | None = None) -> None:
                             args.checkpoint.parent / f"decode_{args.tuned}.json")
     given = {k: getattr(args, k) for k in ("beam", "nbest", "lm", "lm_weight",
                                             "insertion_bonus", "lexicon", "word_lm",
-                                            "word_lm_weight")}
+                                            "word_lm_weight", "warps")}
     setup.update({k: v for k, v in given.items() if v is not None})
     opts = TranscribeOptions(decode_options(**setup), args.batch_frames, args.device,
                              args.fold39, args.runtime)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Protocol
 
 import torch
@@ -30,6 +30,25 @@ class DecodeOptions(BeamOptions):
     lm: str = ""
     lexicon: str = ""
     word_lm: str = ""
+    # speech: test-time VTLN, the posteriors averaged over the features at these filterbank
+    # warp factors (e.g. [0.9, 0.95, 1.0, 1.05, 1.1]); empty: the features as trained
+    warps: list[float] = field(default_factory=list)
+
+
+WARP_RANGE = (0.5, 2.0)  # Kaldi's VTLN warps stay near 1; augment.vtlp takes the same range
+
+
+def check_warps(warps: Sequence[float], modality: str) -> list[float]:
+    """``decode.warps`` as floats; a warp outside ``WARP_RANGE`` or warps for an ink model
+    (no filterbank to warp) is a ValueError naming the option."""
+    out = [float(w) for w in warps]
+    if out and modality != "speech":
+        raise ValueError("decode.warps warps a speech front end's mel filterbank: this is "
+                         f"a {modality} model; leave it empty")
+    bad = [w for w in out if not WARP_RANGE[0] <= w <= WARP_RANGE[1]]
+    if bad:
+        raise ValueError(f"decode.warps: {bad} outside [{WARP_RANGE[0]}, {WARP_RANGE[1]}]")
+    return out
 
 
 class Decoder(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import torch
@@ -14,7 +14,7 @@ from recog.atomic import atomic_write_text
 from recog.batching import CTCDataset
 from recog.config import Config
 from recog.data.utterance import DataError, Rejections, Utterance
-from recog.decode.decoder import Decoder, make_decoder
+from recog.decode.decoder import Decoder, check_warps, make_decoder
 from recog.evaluate import run_model
 from recog.lockfile import exp_lock
 from recog.metrics import Score, score, write_score, write_text, write_trn
@@ -69,11 +69,9 @@ def _decode(cfg: Config, overridden: Collection[str] = ()) -> dict:
                      "metrics": list(task.metrics), "selection": task.selection,
                      "results_dir": str(results_dir), "splits": {}}
     for split in cfg.decode_splits:
-        ds, utts = dataset(cfg, split, vocab, rejections=rejections,
-                           max_frames=cfg.decode.batch_frames,
-                           normalize=model.options.normalize)
+        ds, warped, utts = decode_data(cfg, split, vocab, model, rejections)
         hyps = hypotheses(model, ds, utts, decoder, vocab, cfg.decode.batch_frames, device,
-                          rejections)
+                          rejections, warped)
         scored, scores = score_split(task, utts, hyps, results_dir / split,
                                      f"{cfg.recipe} / {cfg.name}: {split}")
         results["splits"][split] = scored
@@ -87,13 +85,28 @@ def _decode(cfg: Config, overridden: Collection[str] = ()) -> dict:
     return results
 
 
+def decode_data(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel,
+                rejections: Rejections | None = None
+                ) -> tuple[CTCDataset, list[CTCDataset], list[Utterance]]:
+    """A split as decoding reads it: its dataset at the first of ``decode.warps`` (the
+    plain features when there are none), the datasets at the other warps (test-time VTLN:
+    the posteriors are averaged over all) and its utterances."""
+    warps = check_warps(cfg.decode.warps, get_task(cfg).modality)
+    kw = dict(max_frames=cfg.decode.batch_frames, normalize=model.options.normalize)
+    sets = [dataset(cfg, split, vocab, rejections=rejections if k == 0 else Rejections(),
+                    warp=w, **kw) for k, w in enumerate(warps or [1.0])]
+    return sets[0][0], [d for d, _ in sets[1:]], sets[0][1]
+
+
 def hypotheses(model: CTCModel, ds: CTCDataset, utts: list[Utterance], decoder: Decoder,
                vocab: Vocabulary, batch_frames: int, device: torch.device,
-               rejections: Rejections) -> dict[str, list[str]]:
-    """The decoded tokens of every utterance of ``ds``; one whose output is not finite is
-    a rejection (an error unless ``data.skip_bad``) and gets no hypothesis."""
+               rejections: Rejections, warped: Sequence[CTCDataset] = ()
+               ) -> dict[str, list[str]]:
+    """The decoded tokens of every utterance of ``ds`` (the posteriors averaged with
+    ``warped``'s); one whose output is not finite is a rejection (an error unless
+    ``data.skip_bad``) and gets no hypothesis."""
     hyps: dict[str, list[str]] = {}
-    for batch, log_probs, out_lens in run_model(model, ds, batch_frames, device):
+    for batch, log_probs, out_lens in run_model(model, ds, batch_frames, device, warped):
         inside = torch.arange(log_probs.shape[1], device=device)[None] < out_lens[:, None]
         finite = (torch.isfinite(log_probs).all(dim=2) | ~inside).all(dim=1)
         for k in (~finite).nonzero().flatten().tolist():

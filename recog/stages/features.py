@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -39,15 +40,17 @@ def features(cfg: Config, split: str, utts: list[Utterance] | None = None,
 
 def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None = None,
             rejections: Rejections | None = None, max_frames: int | None = None,
-            normalize: str = "global", augment: AugmentOptions | None = None
-            ) -> tuple[CTCDataset, list[Utterance]]:
+            normalize: str = "global", augment: AugmentOptions | None = None,
+            warp: float = 1.0) -> tuple[CTCDataset, list[Utterance]]:
     """Cached features and encoded targets of a split, normalised per utterance or per
     speaker if ``normalize`` says so (``global``: by the model itself). Bad items: features
     that could not be computed, an utterance longer than ``max_frames`` (a batch's frame
     budget: it alone would exceed the memory planned per batch), a token outside ``vocab``
     and, with a model, labels that cannot fit their output frames under CTC. With
     ``augment`` asking for copies, the split is replaced by its perturbed copies (training);
-    a perturbed copy that does not fit is left out with a warning, not an error."""
+    a perturbed copy that does not fit is left out with a warning, not an error. ``warp``
+    other than 1: the features with the mel filterbank warped so (test-time VTLN), cached
+    apart."""
     rejections = rejections if rejections is not None else Rejections()
     task = get_task(cfg)
     utts = load_split(cfg, split)
@@ -55,6 +58,9 @@ def dataset(cfg: Config, split: str, vocab: Vocabulary, model: CTCModel | None =
     if made is not None:  # the training copies replace the split
         utts, name, key = made
         cache = features(cfg, split, utts, f"{split}-{name}", key)
+    elif warp != 1.0:
+        utts = [replace(u, extra={**u.extra, "vtlp": warp}) for u in utts]
+        cache = features(cfg, split, utts, f"{split}-w{warp:g}", {"warp": warp})
     else:
         cache = features(cfg, split)
     dropped = Rejections(skip_bad=True)  # sped-up copies that no longer fit: a warning

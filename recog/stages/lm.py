@@ -15,8 +15,7 @@ from recog.evaluate import run_model
 from recog.metrics import score
 from recog.progress import Progress
 from recog.stages.corpora import get_task
-from recog.stages.decode import load_model
-from recog.stages.features import dataset
+from recog.stages.decode import decode_data, load_model
 from recog.stages.prepare import load_split
 
 
@@ -62,10 +61,10 @@ def tune(cfg: Config) -> list[dict]:
     its options and the first metric, sorted best first."""
     cfg, model, vocab, _, _, device = load_model(cfg)
     task = get_task(cfg)
-    ds, utts = dataset(cfg, cfg.corpus.dev_split, vocab, normalize=model.options.normalize)
+    ds, warped, utts = decode_data(cfg, cfg.corpus.dev_split, vocab, model)
     with torch.no_grad():
         outputs = [(batch.indices, lp, n) for batch, lp, n in
-                   run_model(model, ds, cfg.decode.batch_frames, device)]
+                   run_model(model, ds, cfg.decode.batch_frames, device, warped)]
     base = make_decoder(cfg.decode, vocab.tokens)
     if not isinstance(base, BeamSearch):
         raise ValueError("tuning needs decode.method=beam")
