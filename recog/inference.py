@@ -116,7 +116,8 @@ class _Items(Transcriber):
 
     last_ink_features: torch.Tensor | None = None  # of the last Ink item (for its spans)
 
-    def features(self, item: Ink | Audio | str | Path) -> torch.Tensor:  # type: ignore[override]
+    def features(self, item: Ink | Audio | str | Path, warp: float = 1.0  # type: ignore[override]
+                 ) -> torch.Tensor:
         ink = self.task.modality == "ink"
         if isinstance(item, Ink):
             if not ink:
@@ -137,10 +138,10 @@ class _Items(Transcriber):
                 raise DataError(AUDIO_SOURCE, "audio holds a non-finite sample (NaN or inf)")
             try:
                 return audio_features(torch.from_numpy(samples), int(item.rate),
-                                      self.task.features)  # type: ignore[attr-defined]
+                                      self.task.features, warp)  # type: ignore[attr-defined]
             except ValueError as e:
                 raise DataError(AUDIO_SOURCE, str(e)) from None
-        return super().features(item)
+        return super().features(item, warp)
 
 
 class Recognizer:
