@@ -11,11 +11,16 @@
 #               (results_beam_lm/) and each of $beam_extra (e.g. beam_lexicon)
 # Stage 3 runs recog-finetune instead of recog-train for experiments named finetune*.
 # Options: [--stage N] [--stop-stage N] [--experiment NAME] [--nproc N] [Hydra overrides...]
-#   --nproc N: train with N processes on this machine (torchrun, trainer=ddp)
+#   --nproc N: train with N processes on this machine (torchrun, trainer=ddp); auto: one
+#   per available core, at most 2 (the most measured: RESULTS of recipes/fsdd, session 13)
 set -euo pipefail
 stage=1
 stop_stage=6
 source "$recipe_dir/../options.sh"
+if [[ ${nproc:-1} == auto ]]; then nproc=$(( $(nproc) >= 2 ? 2 : 1 )); fi
+if ! [[ ${nproc:-1} =~ ^[1-9][0-9]*$ ]]; then
+  echo "error: --nproc $nproc: a number of training processes, or auto" >&2; exit 2
+fi
 # an experiment named finetune* starts from a checkpoint (finetune.checkpoint=...)
 if [[ $experiment == finetune* ]]; then train_verb=recog-finetune; fi
 args=("hydra.searchpath=[file://$recipe_dir/conf]" "+experiment=$experiment" "${overrides[@]}")

@@ -111,3 +111,38 @@ def test_decode_warps_build_their_own_caches(trained: Path) -> None:
     assert (exp / "warped" / "test" / "hyp.txt").is_file()
     bad = _verb("decode", trained, "decode.warps=[0.1]")
     assert bad.returncode == 2 and "decode.warps: [0.1] outside" in bad.stderr
+
+
+@pytest.mark.parametrize(("cores", "nproc", "launch"), [
+    ("4", None, "torchrun --standalone --nproc-per-node=2 --no-python recog-train trainer=ddp"),
+    ("2", None, "torchrun --standalone --nproc-per-node=2 --no-python recog-train trainer=ddp"),
+    ("1", None, "recog-train hydra.searchpath"),
+    ("2", "1", "recog-train hydra.searchpath"),
+    ("1", "3", "torchrun --standalone --nproc-per-node=3 --no-python recog-train trainer=ddp"),
+])
+def test_recipe_trains_on_two_processes_where_there_are_two_cores(
+        tmp_path: Path, cores: str, nproc: str | None, launch: str) -> None:
+    """Stage 3 of recipes/fsdd/run.sh launches torchrun with one process per available core,
+    at most two, unless --nproc says otherwise (stand-ins for nproc, torchrun and
+    recog-train record what the stage ran)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in [("nproc", f"echo {cores}"), ("torchrun", 'echo "torchrun $*"'),
+                       ("recog-train", 'echo "recog-train $*"')]:
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    root = Path(__file__).resolve().parents[1]
+    options = ["--stage", "3", "--stop-stage", "3", *(["--nproc", nproc] if nproc else [])]
+    run = subprocess.run(["bash", str(root / "recipes/fsdd/run.sh"), *options, "corpus.root=X"],
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[1].startswith(launch)
+
+
+def test_recipe_refuses_a_process_count_that_is_not_a_number(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(["bash", str(root / "recipes/fsdd/run.sh"), "--nproc", "two",
+                          "corpus.root=X"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "--nproc two" in run.stderr

@@ -227,9 +227,10 @@ def finetune(cfg: DictConfig) -> None:
     exp_dir = Path(c.exp_dir)
     _logging(exp_dir / "train.log")
     result = pipeline.finetune(c, c.finetune, _overridden_keys())
-    atomic_write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(result["config"]))
-    print(f"best dev error rate: {result['best_dev_error_rate']:.2f} % "
-          f"(checkpoint {exp_dir / 'best.pt'})")
+    if env_world().is_main:  # under torchrun rank 0 alone writes, as recog-train
+        atomic_write_text(exp_dir / "config.yaml", OmegaConf.to_yaml(result["config"]))
+        print(f"best dev error rate: {result['best_dev_error_rate']:.2f} % "
+              f"(checkpoint {exp_dir / 'best.pt'})")
 
 
 def _floats(text: str) -> list[float]:
