@@ -125,12 +125,13 @@ def test_warmup_scales_the_step_and_restores_the_rate() -> None:
     assert optimizer.state_dict()["param_groups"][0]["warmup_step"] == 6
 
 
-def _checkpoint(path: Path, vocab: Vocabulary, num_mel_bins: int = 40) -> Path:
+def _checkpoint(path: Path, vocab: Vocabulary, num_mel_bins: int = 40,
+                normalize: str = "global") -> Path:
     cfg = Config(corpus=CorpusConfig(root="/x"))
     cfg.features.audio.num_mel_bins = num_mel_bins
     config = OmegaConf.to_container(OmegaConf.structured(cfg))
     model = CTCModel(cfg.features.audio.dim, len(vocab),
-                     ModelOptions(hidden=8, layers=2, stack=1))
+                     ModelOptions(hidden=8, layers=2, stack=1, normalize=normalize))
     save_checkpoint(path, model, vocab, config, epoch=1)
     return path
 
@@ -160,6 +161,14 @@ def _finetune(tmp_path: Path, ckpt: Path, manifest: Path, *extra: str
                           capture_output=True, text=True)
 
 
+def _prepare(tmp_path: Path, manifest: Path) -> None:
+    prep = subprocess.run([sys.executable, "-c", "from recog.cli import prepare; prepare()",
+                           "corpus=manifest", f"corpus.root={manifest}", "corpus.tokens=list",
+                           f"corpus.token_list={tmp_path / 'tokens.txt'}",
+                           f"prepare.out={tmp_path / 'prep'}"], capture_output=True, text=True)
+    assert prep.returncode == 0, prep.stderr
+
+
 def test_recog_finetune_end_to_end(tmp_path: Path) -> None:
     manifest, _ = make_byo(tmp_path)
     for split in ("train", "dev", "test"):  # a token the 61-phone model does not have
@@ -168,11 +177,7 @@ def test_recog_finetune_end_to_end(tmp_path: Path) -> None:
     (tmp_path / "tokens.txt").write_text("aa\niy\nm\ns\nx\n")  # the vocabulary, whatever
     base_vocab = timit_vocabulary(61)                          # the small train split holds
     ckpt = _checkpoint(tmp_path / "base.pt", base_vocab)
-    prep = subprocess.run([sys.executable, "-c", "from recog.cli import prepare; prepare()",
-                           "corpus=manifest", f"corpus.root={manifest}", "corpus.tokens=list",
-                           f"corpus.token_list={tmp_path / 'tokens.txt'}",
-                           f"prepare.out={tmp_path / 'prep'}"], capture_output=True, text=True)
-    assert prep.returncode == 0, prep.stderr
+    _prepare(tmp_path, manifest)
     bad = _finetune(tmp_path, ckpt, manifest, "features.audio.use_energy=false")
     assert bad.returncode == 2
     assert "features.audio.use_energy: the checkpoint was trained with True" in bad.stderr
@@ -189,3 +194,33 @@ def test_recog_finetune_end_to_end(tmp_path: Path) -> None:
         assert torch.equal(tuned.rnn.state_dict()[name], tensor) == ("_l0" in name), name
     assert torch.equal(tuned.feat_mean, base.feat_mean)  # freeze_front_end: kept
     assert (tmp_path / "exp" / "config.yaml").read_text().count("num_mel_bins: 40") == 1
+
+
+def test_finetune_moves_a_per_speaker_model_to_global_statistics(tmp_path: Path) -> None:
+    """A per-speaker-CMVN checkpoint fine-tuned with model.normalize=global (the default
+    configuration's): the model takes the new corpus's global mean and deviation (worked
+    out here with NumPy from the cached training features) and the log says it changed the
+    checkpoint's normalisation. This was refused with a garbled message ("from global to
+    per-global") until session 14; with a frozen front end it is still refused, naming both."""
+    import numpy as np
+
+    from recog.features.cache import FeatureCache
+
+    manifest, _ = make_byo(tmp_path)
+    (tmp_path / "tokens.txt").write_text("aa\niy\nm\ns\nsh\n")
+    ckpt = _checkpoint(tmp_path / "base.pt", timit_vocabulary(61), normalize="speaker")
+    _prepare(tmp_path, manifest)
+    frozen = _finetune(tmp_path, ckpt, manifest, "finetune.freeze_front_end=true")
+    assert frozen.returncode == 2
+    assert ("model.normalize=global: the checkpoint normalises 'speaker'; changing it needs "
+            "finetune.freeze_front_end=false") in frozen.stderr
+    run = _finetune(tmp_path, ckpt, manifest, "finetune.freeze_front_end=false")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "the checkpoint normalised 'speaker'" in (tmp_path / "exp" / "train.log").read_text()
+    tuned, _, _ = load_checkpoint(tmp_path / "exp" / "best.pt")
+    assert tuned.options.normalize == "global"
+    index = next((tmp_path / "prep" / "features").glob("train-*.json"))
+    cache = FeatureCache(index)
+    frames = np.concatenate([np.asarray(cache[i], dtype=np.float64) for i in range(len(cache))])
+    assert np.allclose(tuned.feat_mean.numpy(), frames.mean(0), atol=1e-4)
+    assert np.allclose(tuned.feat_std.numpy(), frames.std(0), rtol=1e-3, atol=1e-4)

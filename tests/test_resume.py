@@ -279,6 +279,34 @@ def test_time_limit_stops_before_an_epoch_that_would_end_past_it(tmp_path: Path)
         assert (exp / "best.pt").is_file()
 
 
+def test_early_stop_zero_never_stops_and_bad_counts_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """trainer.early_stop=0 is "no early stopping" (as max_minutes=0 is no limit): every
+    epoch runs even when dev never improves; it stopped before the first epoch (and wrote a
+    best.pt of an untrained model) until session 14. Fewer than one epoch, or a negative
+    patience, is an error naming the key."""
+    train_set, dev_set = tiny_corpus(tmp_path / "data")
+    errors = iter([40.0, 50.0, 60.0, 70.0])  # the first epoch is the best
+
+    def scripted(*args: object) -> tuple[float, float, dict]:
+        return 1.0, next(errors), {}
+
+    monkeypatch.setattr(train, "evaluate", scripted)
+    torch.manual_seed(0)
+    model = CTCModel(DIM, len(VOCAB), ModelOptions(hidden=4, layers=1))
+    opts = train.TrainerOptions(epochs=4, early_stop=0, batch_frames=400, max_batch_utts=4,
+                                progress=False)
+    result = train.fit(model, VOCAB, train_set, dev_set, train.OptimOptions(), opts,
+                       tmp_path / "exp", {})
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
+    assert result["best_dev_error_rate"] == 40.0
+    for bad, key in ((dict(epochs=0), "trainer.epochs"), (dict(early_stop=-1), "early_stop")):
+        opts = train.TrainerOptions(**{"batch_frames": 400, "progress": False, **bad})
+        with pytest.raises(ValueError, match=key):
+            train.fit(model, VOCAB, train_set, dev_set, train.OptimOptions(), opts,
+                      tmp_path / "bad", {})
+
+
 def test_linear_schedule_falls_to_zero_and_resumes_exactly(tmp_path: Path,
                                                           straight: tuple[Path, dict]) -> None:
     """optim.schedule=linear: each epoch's last learning rate is the first × (1 - e/E)

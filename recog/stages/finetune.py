@@ -83,16 +83,19 @@ def finetune(cfg: Config, opts: FinetuneOptions, overridden: Collection[str] = (
                             f"features, the corpus gives {train_cache.dim}")
         model, moved = transfer_output(base, old_vocab, vocab, cfg.trainer.seed, rule)
         transfer.update(moved, rule=rule)
-        if normalize != model.options.normalize:  # the data arrive normalised by group
-            if opts.freeze_front_end or normalize == "global":
-                raise ValueError(f"model.normalize={normalize}: fine-tuning may move a "
-                                 f"model from global to per-{normalize} normalisation only "
-                                 "with finetune.freeze_front_end=false")
+        was = model.options.normalize
+        if normalize != was:
+            if opts.freeze_front_end:
+                raise ValueError(f"model.normalize={normalize}: the checkpoint normalises "
+                                 f"{was!r}; changing it needs finetune.freeze_front_end=false")
+            log.warning("model.normalize=%s: the checkpoint normalised %r; fine-tuning "
+                        "changes it (model.normalize=%s keeps it)", normalize, was, was)
             model.options = replace(model.options, normalize=normalize)
-            model.set_normalization(torch.zeros(model.input_dim), torch.ones(model.input_dim))
-        elif not opts.freeze_front_end and normalize == "global":
+        if normalize == "global" and not opts.freeze_front_end:
             mean, std = feature_stats(train_cache)
             model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+        elif normalize != was:  # the data arrive normalised by group: identity inside
+            model.set_normalization(torch.zeros(model.input_dim), torch.ones(model.input_dim))
         frozen = freeze_layers(model, opts.freeze_layers)
         log.info("fine-tuning %s: output rows transferred %s (finetune.transfer=%s, %s "
                  "tokens to %s): %d tokens kept, %d new %s, %d dropped %s; %d tensors "

@@ -90,6 +90,9 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
     device = process_device(opts.device, world)
     if opts.accumulate < 1:
         raise ValueError(f"trainer.accumulate must be >= 1, not {opts.accumulate}")
+    if opts.epochs < 1 or opts.early_stop < 0:
+        raise ValueError(f"trainer.epochs must be >= 1 and trainer.early_stop >= 0 (0: no early "
+                         f"stopping), not {opts.epochs} and {opts.early_stop}")
     if optim.schedule not in ("plateau", "linear"):
         raise ValueError(f"optim.schedule is plateau or linear, not {optim.schedule!r}")
     _place(model, device)
@@ -114,7 +117,7 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
                   scheduler=scheduler, checkpointer=checkpointer, stepper=stepper, state=state,
                   stop=stop, board=board, normalize=normalize, evaluate=evaluate_fn)
         for epoch in range(state.epoch + 1, opts.epochs + 1):
-            if _epochs_since_best(state.history) >= opts.early_stop:
+            if opts.early_stop and _epochs_since_best(state.history) >= opts.early_stop:
                 log.info("early stop: no better dev error rate for %d epochs", opts.early_stop)
                 break
             if broadcast(_out_of_time(state.history, opts.max_minutes)):  # rank 0 decides

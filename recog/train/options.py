@@ -31,7 +31,7 @@ class TrainerOptions:
     processes or accumulation steps share it."""
 
     epochs: int = 20
-    early_stop: int = 4  # stop after this many epochs without a better dev error rate
+    early_stop: int = 4  # stop after this many epochs without a better dev error rate (0: never)
     max_minutes: float = 0.0  # no epoch starts that would end past this many minutes of
     #                           training, judged by the slowest epoch so far (0: no limit)
     batch_frames: int = 12000  # padded input frames per optimiser step (all processes)
