@@ -300,11 +300,57 @@ def test_early_stop_zero_never_stops_and_bad_counts_are_refused(
                        tmp_path / "exp", {})
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
     assert result["best_dev_error_rate"] == 40.0
-    for bad, key in ((dict(epochs=0), "trainer.epochs"), (dict(early_stop=-1), "early_stop")):
-        opts = train.TrainerOptions(**{"batch_frames": 400, "progress": False, **bad})
-        with pytest.raises(ValueError, match=key):
-            train.fit(model, VOCAB, train_set, dev_set, train.OptimOptions(), opts,
-                      tmp_path / "bad", {})
+
+
+@pytest.mark.parametrize("bad, key", [
+    (dict(epochs=0), "trainer.epochs must be >= 1, not 0"),
+    (dict(early_stop=-1), "trainer.early_stop must be >= 0, not -1"),
+    (dict(max_batch_utts=0), "trainer.max_batch_utts must be >= 1"),  # was one utt a step
+    (dict(max_bad_steps=0), "trainer.max_bad_steps must be >= 1"),  # "diverged" at step 1
+    (dict(checkpoint_every=-1), "trainer.checkpoint_every must be >= 0"),
+    (dict(max_minutes=-1.0), "trainer.max_minutes must be >= 0"),
+    (dict(seed=-5), "trainer.seed must be >= 0"),  # numpy's message named no key
+    (dict(lr_decay=0.0), r"optim.lr_decay .* in \(0, 1\), not 0.0"),  # the rate went to 0
+    (dict(lr_decay=2.0), r"optim.lr_decay .* in \(0, 1\), not 2.0"),  # torch: "Factor ..."
+])
+def test_option_values_that_train_nonsense_are_refused_naming_the_key(
+        tmp_path: Path, bad: dict, key: str) -> None:
+    """Each was accepted (and trained something else than asked) or failed inside torch or
+    numpy with a message that named no option, until session 14."""
+    train_set, dev_set = tiny_corpus(tmp_path / "data")
+    model = CTCModel(DIM, len(VOCAB), ModelOptions(hidden=4, layers=1))
+    optim = {k: bad.pop(k) for k in ("lr_decay",) if k in bad}
+    opts = train.TrainerOptions(**{"batch_frames": 400, "progress": False, **bad})
+    with pytest.raises(ValueError, match=key):
+        train.fit(model, VOCAB, train_set, dev_set, train.OptimOptions(**optim), opts,
+                  tmp_path / "exp", {})
+    assert not (tmp_path / "exp" / "best.pt").exists()
+
+
+@pytest.mark.parametrize("bad, key", [
+    (dict(hidden=0), "model.hidden must be >= 1, not 0"),
+    (dict(layers=0), "model.layers must be >= 1, not 0"),
+    (dict(stack=0), "model.stack must be >= 1, not 0"),
+    (dict(dropout=1.5), r"model.dropout is a probability in \[0, 1\), not 1.5"),
+])
+def test_model_shapes_torch_would_refuse_are_errors_naming_the_key(bad: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        CTCModel(DIM, len(VOCAB), ModelOptions(**bad))
+
+
+def test_augmentation_options_are_checked_before_any_feature_is_computed(
+        tmp_path: Path) -> None:
+    """SpecAugment alone (no perturbed copies) skipped the augment checks, and torch then
+    failed with "The value of p must be between 0.0 and 1.0" after the features were built;
+    the check now comes first (before the corpus, absent here, is read)."""
+    from recog.config import Config, CorpusConfig
+    from recog.stages.train import train as train_stage
+
+    cfg = Config(corpus=CorpusConfig(name="manifest", root=str(tmp_path / "absent")),
+                 exp_dir=str(tmp_path / "exp"))
+    cfg.augment.spec_augment, cfg.augment.time_fraction = True, 2.0
+    with pytest.raises(ValueError, match="augment.time_fraction lie in"):
+        train_stage(cfg, {})  # before the absent corpus is even looked for
 
 
 def test_linear_schedule_falls_to_zero_and_resumes_exactly(tmp_path: Path,

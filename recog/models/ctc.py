@@ -105,6 +105,12 @@ class CTCModel(nn.Module):
 
     def __init__(self, input_dim: int, vocab_size: int, options: ModelOptions):
         super().__init__()
+        for key, value in (("hidden", options.hidden), ("layers", options.layers),
+                           ("stack", options.stack)):
+            if value < 1:
+                raise ValueError(f"model.{key} must be >= 1, not {value}")
+        if not 0 <= options.dropout < 1:
+            raise ValueError(f"model.dropout is a probability in [0, 1), not {options.dropout}")
         if options.cell not in CELLS:
             raise ValueError(f"unknown model.cell {options.cell!r}; known: {sorted(CELLS)}")
         if options.frontend != "none" and options.frontend not in FRONTENDS:

@@ -59,6 +59,7 @@ def train(cfg: Config, config_dict: dict, init: ModelInit | None = None) -> dict
 def _train(cfg: Config, config_dict: dict, init: ModelInit | None) -> dict:
     task = get_task(cfg)
     exp_dir = Path(cfg.exp_dir)
+    cfg.augment.check()  # before any feature is computed
     set_threads(cfg.trainer.num_threads)
     torch.manual_seed(cfg.trainer.seed)
     train_split, dev_split = cfg.corpus.train_split, cfg.corpus.dev_split

@@ -90,9 +90,7 @@ def fit(model: CTCModel, vocab: Vocabulary, train_set: CTCDataset, dev_set: CTCD
     device = process_device(opts.device, world)
     if opts.accumulate < 1:
         raise ValueError(f"trainer.accumulate must be >= 1, not {opts.accumulate}")
-    if opts.epochs < 1 or opts.early_stop < 0:
-        raise ValueError(f"trainer.epochs must be >= 1 and trainer.early_stop >= 0 (0: no early "
-                         f"stopping), not {opts.epochs} and {opts.early_stop}")
+    _check(opts, optim)
     if optim.schedule not in ("plateau", "linear"):
         raise ValueError(f"optim.schedule is plateau or linear, not {optim.schedule!r}")
     _place(model, device)
@@ -330,6 +328,23 @@ def set_lr_fraction(optimizer: torch.optim.Optimizer, fraction: float) -> None:
     for group in optimizer.param_groups:
         group.setdefault("base_lr", group["lr"])
         group["lr"] = group["base_lr"] * max(fraction, 0.0)
+
+
+def _check(opts: TrainerOptions, optim: OptimOptions) -> None:
+    """Refuse option values that would train nonsense or fail deep inside torch."""
+    at_least = {"trainer.epochs": (opts.epochs, 1), "trainer.early_stop": (opts.early_stop, 0),
+                "trainer.batch_frames": (opts.batch_frames, 1),
+                "trainer.max_batch_utts": (opts.max_batch_utts, 1),
+                "trainer.max_bad_steps": (opts.max_bad_steps, 1),
+                "trainer.checkpoint_every": (opts.checkpoint_every, 0),
+                "trainer.max_minutes": (opts.max_minutes, 0), "trainer.seed": (opts.seed, 0),
+                "optim.lr_patience": (optim.lr_patience, 0)}
+    for key, (value, low) in at_least.items():
+        if value < low:
+            raise ValueError(f"{key} must be >= {low}, not {value}")
+    if not 0 < optim.lr_decay < 1:
+        raise ValueError(f"optim.lr_decay multiplies the learning rate on a plateau: it lies "
+                         f"in (0, 1), not {optim.lr_decay}")
 
 
 def _epochs_since_best(history: list[dict]) -> int:
