@@ -1,5 +1,5 @@
-"""Export of a checkpoint's network for serving: TorchScript and ONNX, features in, per-frame
-log-probabilities out, for every cell and front end.
+"""Export of a checkpoint's network for serving: torch.export (``model.pt2``), TorchScript and
+ONNX, features in, per-frame log-probabilities out, for every cell and front end.
 
 The exported graph is the model's own ``exportable()`` form (recog.models.encoder's
 protocol): input normalisation, front end, frame stacking, the recurrent stack (padded, the
@@ -12,6 +12,13 @@ steps afterwards), in TorchScript loops of their step equations. A
 padded batch gives the eager model's log-probs, which the export checks on a ragged batch
 before writing anything. Feature extraction stays outside (its options are written to
 ``front_end.json`` beside the model, the tokens to ``tokens.json``).
+
+torch.export (TorchScript's successor upstream) traces the same forward with every
+recurrence as torch's ``scan`` operator (recog.models.encoder.scan_time), so batch and length
+stay dynamic. Like every torch.export graph it leaves out the sizes 0 and 1, which its shape
+reasoning treats as special: the graph takes at least ``PT2_MIN_BATCH`` rows and
+``PT2_MIN_OUT_FRAMES`` output frames, and ``pt2_runner`` pads a smaller batch up to them (the
+padding follows each row's frames, so it changes no output).
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from recog.models.ctc import CTCModel
 from recog.models.onnx_lstm import OPSET
 from recog.tasks import checkpoint_front_end
 
-FORMATS = ("torchscript", "onnx")
+FORMATS = ("pt2", "torchscript", "onnx")
+PT2_MIN_BATCH, PT2_MIN_OUT_FRAMES = 2, 2  # the smallest (batch, output frames) model.pt2 takes
 TOLERANCE = 1e-4  # largest |log-prob| difference from the eager model an export may have
 
 Runner = Callable[[torch.Tensor, torch.Tensor], tuple]
@@ -74,11 +82,45 @@ def script(model: CTCModel, checkpoint: str | Path, onnx: bool = False
                         f"{_first_line(e)}") from None
 
 
+def export_program(model: CTCModel, checkpoint: str | Path) -> torch.export.ExportedProgram:
+    """The model's exportable form under torch.export, batch and frames dynamic (at least
+    ``PT2_MIN_BATCH`` rows and ``PT2_MIN_OUT_FRAMES`` output frames); a failure is a
+    DataError naming ``checkpoint``."""
+    dims = {0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO}
+    feats = torch.randn(PT2_MIN_BATCH + 1, 9 * model.options.stack + 1, model.input_dim)
+    lengths = torch.tensor([feats.shape[1]] * feats.shape[0])
+    try:
+        with torch.no_grad():
+            return torch.export.export(model.exportable(), (feats, lengths),
+                                       dynamic_shapes={"feats": dims, "lengths": {0: dims[0]}})
+    except Exception as e:  # the exporter's errors have no common base class
+        raise DataError(checkpoint, f"cannot be exported with torch.export: "
+                        f"{_first_line(e)}") from None
+
+
+def pt2_runner(program: torch.export.ExportedProgram, stack: int) -> Runner:
+    """(feats, lengths) -> (log_probs, out_lengths) through an exported program (of a model
+    stacking ``stack`` frames), a batch smaller than the graph's smallest padded up to it."""
+    module = program.module()
+
+    def run(feats: torch.Tensor, lengths: torch.Tensor) -> tuple:
+        b, t = feats.shape[:2]
+        rows, frames = max(b, PT2_MIN_BATCH), max(t, PT2_MIN_OUT_FRAMES * stack)
+        x = torch.nn.functional.pad(feats, (0, 0, 0, frames - t, 0, rows - b))
+        n = torch.nn.functional.pad(lengths, (0, rows - b), value=frames)
+        with torch.no_grad():
+            log_probs, out_lengths = module(x, n)
+        return log_probs[:b, :(t + stack - 1) // stack], out_lengths[:b]
+
+    return run
+
+
 def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...] = FORMATS
            ) -> list[Path]:
-    """Write ``model.ts`` (TorchScript) and/or ``model.onnx`` with ``tokens.json`` and
-    ``front_end.json`` into ``out_dir``; return the written paths. An export that cannot be
-    made, or that does not give the model's outputs, is a ``DataError`` naming the file."""
+    """Write ``model.pt2`` (torch.export), ``model.ts`` (TorchScript) and/or ``model.onnx``
+    with ``tokens.json`` and ``front_end.json`` into ``out_dir``; return the written paths.
+    An export that cannot be made, or that does not give the model's outputs, is a
+    ``DataError`` naming the file."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; known: {FORMATS}")
@@ -89,6 +131,12 @@ def export(checkpoint: str | Path, out_dir: str | Path, formats: tuple[str, ...]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    if "pt2" in formats:
+        program = export_program(model, checkpoint)
+        check_equal(model, pt2_runner(program, model.options.stack), "torch.export", checkpoint)
+        with atomic_path(out / "model.pt2") as tmp:
+            torch.export.save(program, str(tmp))
+        written.append(out / "model.pt2")
     if "torchscript" in formats:
         with atomic_path(out / "model.ts") as tmp:
             scripted.save(str(tmp))

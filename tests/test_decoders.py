@@ -118,3 +118,17 @@ def test_every_beam_option_reaches_the_beam_search() -> None:
     assert got == prefix_beam_search(lp, n, BeamOptions(**changed))
     assert got != prefix_beam_search(lp, n, BeamOptions())
     assert all(len(h) == 2 for h in got)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(beam=0), "decode.beam must be >= 1, not 0"),  # was an IndexError inside beam.py
+    (dict(beam=-3), "decode.beam must be >= 1, not -3"),  # "selected index k out of range"
+    (dict(nbest=0), "decode.nbest must be >= 1, not 0"),
+    (dict(beam_token=-1), r"decode.beam_token must be >= 0 \(0: all\), not -1"),
+    (dict(insertion_bonus=float("nan")), "decode.insertion_bonus must be a finite number"),
+    (dict(lm_weight=float("inf")), "decode.lm_weight must be a finite number"),
+])
+def test_decoder_settings_that_cannot_search_are_errors_naming_the_key(
+        bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_decoder(DecodeOptions(method="beam", **bad), ["<blk>", "a", "b"])

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from recog.data.utterance import DataError
-from recog.export import check_equal, export
+from recog.export import PT2_MIN_BATCH, check_equal, export, pt2_runner
 from recog.models import CELLS, CTCModel, ModelOptions, save_checkpoint
 from recog.models.cells import PeepholeOptions
 from recog.models.convlstm import ConvLSTMOptions
@@ -94,6 +94,43 @@ def test_torchscript_and_onnx_exports_match_eager(tmp_path: Path, cell: str,
 
     for lengths in LENGTHS:  # other batch sizes and lengths than the export's
         _assert_same(eager, run, lengths)
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_torch_export_program_matches_eager_at_any_batch_and_length(
+        tmp_path: Path, cell: str, frontend: str) -> None:
+    """model.pt2 (torch.export) of every cell and front end: its recurrences are scan loops,
+    so batches and lengths other than the export's give the eager model's log-probs, through
+    pt2_runner down to one row of two frames (padded up to the graph's smallest shape)."""
+    eager = _model(cell, frontend, stack=2)
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, eager, VOCAB, {})
+    assert tmp_path / "out/model.pt2" in export(ckpt, tmp_path / "out", ("pt2",))
+    program = torch.export.load(str(tmp_path / "out/model.pt2"))
+    for lengths in [*LENGTHS, [2], [3, 1], [57] * PT2_MIN_BATCH]:
+        _assert_same(eager, pt2_runner(program, stack=2), lengths)
+    nodes = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert "scan" in nodes and "aten.lstm.input" not in nodes
+
+
+def test_torch_export_program_loads_without_recog(tmp_path: Path) -> None:
+    """model.pt2 needs torch alone: a process that never imports recog loads and runs it on
+    a batch of another size and length than the export's."""
+    eager = _model("lstm", "convlstm", stack=2)
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, eager, VOCAB, {})
+    export(ckpt, tmp_path / "out", ("pt2",))
+    feats, lens = _inputs([41, 12, 5, 4])
+    torch.save({"feats": feats, "lens": lens}, tmp_path / "in.pt")
+    code = ("import sys, torch; m = torch.export.load(sys.argv[1]).module(); "
+            "i = torch.load(sys.argv[2]); torch.save(m(i['feats'], i['lens']), sys.argv[3]); "
+            "assert not any(k.startswith('recog') for k in sys.modules)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "out/model.pt2"),
+                    str(tmp_path / "in.pt"), str(tmp_path / "out.pt")], check=True,
+                   cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    got, got_lens = torch.load(tmp_path / "out.pt")
+    _assert_same(eager, lambda f, n: (got, got_lens), [41, 12, 5, 4])
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))

@@ -337,8 +337,9 @@ def transcribe(argv: list[str] | None = None) -> None:
 
 @guarded
 def export(argv: list[str] | None = None) -> None:
-    """recog-export CKPT OUT_DIR: TorchScript (model.ts) and ONNX (model.onnx) of the network,
-    features in, log-probs out, with tokens.json and front_end.json."""
+    """recog-export CKPT OUT_DIR: torch.export (model.pt2), TorchScript (model.ts) and ONNX
+    (model.onnx) of the network, features in, log-probs out, with tokens.json and
+    front_end.json."""
     from recog.export import FORMATS
     from recog.export import export as export_model
 

@@ -207,4 +207,13 @@ def make_decoder(options: DecodeOptions, tokens: Sequence[str]) -> Decoder:
     """The decoder ``options.method`` names, over the model's tokens (blank first)."""
     if options.method not in DECODERS:
         raise ValueError(f"unknown decode.method {options.method!r}; known: {sorted(DECODERS)}")
+    for key in ("beam", "nbest"):
+        if getattr(options, key) < 1:
+            raise ValueError(f"decode.{key} must be >= 1, not {getattr(options, key)}")
+    if options.beam_token < 0:
+        raise ValueError(f"decode.beam_token must be >= 0 (0: all), not {options.beam_token}")
+    for key in ("lm_weight", "insertion_bonus", "word_lm_weight", "blank_skip",
+                "score_threshold"):
+        if not math.isfinite(getattr(options, key)):
+            raise ValueError(f"decode.{key} must be a finite number, not {getattr(options, key)}")
     return DECODERS[options.method](options, tokens)

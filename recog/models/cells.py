@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from recog.models import gemm, onnx_lstm  # noqa: F401 - onnx_lstm registers its operator
-from recog.models.encoder import reverse_within, time_index, zero_padding
+from recog.models.encoder import exporting, reverse_within, scan_time, time_index, zero_padding
 
 Tensor = torch.Tensor
 
@@ -299,15 +299,17 @@ class RecurrentLayer(nn.Module):
         """P = W x + b for every step and direction: (D, T, B, gates * n); plain ops under
         TorchScript (the exported form), ``recog.models.gemm.affine`` otherwise."""
         d, t_len, b, _ = x.shape
-        x = x.reshape(d, t_len * b, -1)
+        x = x.flatten(1, 2)  # (D, T * B, in)
         if torch.jit.is_scripting():
             p = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight_ih)
         else:
             p = self._affine(x)
-        return p.view(d, t_len, b, -1)
+        return p.unflatten(1, (t_len, b))
 
     @torch.jit.unused
     def _affine(self, x: Tensor) -> Tensor:
+        if exporting():
+            return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight_ih)
         return gemm.affine(x, self.weight_ih, self.bias)
 
     def scripted(self, x: Tensor) -> Tensor:
@@ -355,7 +357,20 @@ class RecurrentLayer(nn.Module):
         raise NotImplementedError
 
     @torch.jit.unused
+    def traced(self, p: Tensor) -> Tensor:
+        """``loop`` as torch.export keeps it: ``step`` under ``scan_time``."""
+        zeros = p.new_zeros(p.shape[0], p.shape[2], self.hidden_size)
+
+        def step(carry: tuple[Tensor, ...], p_t: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
+            h, c = self.step(p_t, carry[0], carry[1])
+            return (h, c), h
+
+        return scan_time(step, (zeros, zeros), p.transpose(0, 1)).transpose(0, 1)
+
+    @torch.jit.unused
     def _fused(self, p: Tensor, lengths: Tensor) -> Tensor:
+        if exporting():
+            return self.traced(p)
         t_len = p.shape[1]
         sizes = (lengths.cpu()[None, :] > torch.arange(t_len)[:, None]).sum(1).tolist()
         # the recurrence runs in the weights' precision even under autocast (mixed dtypes
@@ -533,6 +548,13 @@ class IndyLayer(RecurrentLayer):
     def recurrent_shape(self, d: int, n: int) -> tuple[int, int, int]:
         return (d, self.recurrent, n)
 
+    def step(self, p: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        n = self.hidden_size
+        a = p + (self.weight_hh.unsqueeze(1) * h.unsqueeze(2)).flatten(2)  # u o h per gate
+        c = torch.sigmoid(a[..., n:2 * n]) * c + torch.sigmoid(a[..., :n]) * torch.tanh(
+            a[..., 2 * n:3 * n])
+        return torch.sigmoid(a[..., 3 * n:]) * torch.tanh(c), c
+
     def scripted(self, x: Tensor) -> Tensor:
         """torch.lstm (exported as ONNX's LSTM operator) with u o h as a diagonal matrix:
         the same equations, one fused operator per direction."""
@@ -588,7 +610,9 @@ class StackedRecurrent(nn.Module):
     @torch.jit.unused
     def _sorted(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Rows longest first, so that the fused kernels work on a prefix of the rows at
-        each step; the result in the caller's row order."""
+        each step; the result in the caller's row order. (torch.export: as they come.)"""
+        if exporting():
+            return self._layers(x, lengths)
         order = torch.argsort(lengths.cpu(), descending=True, stable=True).to(x.device)
         y = self._layers(x.index_select(0, order), lengths.to(x.device).index_select(0, order))
         return y.index_select(0, torch.argsort(order))

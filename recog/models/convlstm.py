@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recog.models.encoder import zero_padding
+from recog.models.encoder import exporting, scan_time, zero_padding
 
 
 @dataclass
@@ -57,15 +57,33 @@ class ConvLSTMFrontEnd(nn.Module):
         px = self.conv_x(x.reshape(b * t_len, self.maps, f_)).view(b, t_len, 4, c_, f_)
         h = x.new_zeros(b, c_, f_)
         c = x.new_zeros(b, c_, f_)
+        if not torch.jit.is_scripting():
+            if exporting():  # torch.export: the loop below would be traced at one length
+                return zero_padding(self._scan(px, h), lengths).transpose(0, 1)
         outs = []
         for t in range(t_len):  # padding follows each row's frames: it never reaches them
-            a = px[:, t] + self.conv_h(h).view(b, 4, c_, f_)
-            i = torch.sigmoid(a[:, 0] + self.peep[0] * c)
-            f = torch.sigmoid(a[:, 1] + self.peep[1] * c)
-            c = f * c + i * torch.tanh(a[:, 2])
-            h = torch.sigmoid(a[:, 3] + self.peep[2] * c) * torch.tanh(c)
+            h, c = self.step(px[:, t], h, c)
             outs.append(h.reshape(b, -1))
         return zero_padding(torch.stack(outs), lengths).transpose(0, 1)
+
+    def step(self, px: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame: its input convolutions px (B, 4, channels, bins), h and c -> h, c."""
+        a = px + self.conv_h(h).view(px.shape)
+        i = torch.sigmoid(a[:, 0] + self.peep[0] * c)
+        f = torch.sigmoid(a[:, 1] + self.peep[1] * c)
+        c = f * c + i * torch.tanh(a[:, 2])
+        return torch.sigmoid(a[:, 3] + self.peep[2] * c) * torch.tanh(c), c
+
+    @torch.jit.unused
+    def _scan(self, px: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
+        """The recurrence under ``scan_time``: (T, B, channels * bins)."""
+        def step(carry: tuple[torch.Tensor, ...], px_t: torch.Tensor
+                 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+            h, c = self.step(px_t, carry[0], carry[1])
+            return (h, c), h.flatten(1)
+
+        return scan_time(step, (zeros, zeros), px.transpose(0, 1))
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """One layer: the convolutions and the peepholes."""

@@ -87,9 +87,9 @@ def stack_frames(x: torch.Tensor, lengths: torch.Tensor, k: int
     b, t, d = x.shape
     # zero what lies past each length, so a partial last group never sees padding values
     x = x * (torch.arange(t, device=x.device)[None, :] < lengths.to(x.device)[:, None])[..., None]
-    pad = (-t) % k
-    if pad:
-        x = torch.nn.functional.pad(x, (0, 0, 0, pad))
+    # padded to a multiple of k, by 0 frames too (torch.export must not branch on the length)
+    pad = (k - t % k) % k
+    x = torch.nn.functional.pad(x, (0, 0, 0, pad))
     return x.reshape(b, (t + pad) // k, k * d), torch.div(lengths + k - 1, k,
                                                             rounding_mode="floor")
 
@@ -152,8 +152,10 @@ class CTCModel(nn.Module):
         if self.frontend is not None:
             x = self.frontend(x, lengths)
         x, lengths = stack_frames(x, lengths, self.stack)
-        y = self.rnn(x, lengths)
-        return self.output(self.dropout(y)).log_softmax(dim=-1), lengths
+        y = self.dropout(self.rnn(x, lengths))
+        # (B T, H) rows: a linear map of a 3-D input would let torch.export assume T > 1
+        logits = self.output(y.flatten(0, 1)).unflatten(0, y.shape[:2])
+        return logits.log_softmax(dim=-1), lengths
 
     def parts(self) -> dict[str, list[list[nn.Parameter]]]:
         """The trainable parameters by part, each a list of layers from the input side:

@@ -7,6 +7,9 @@ bottom first (what fine-tuning freezes and gives learning rates to). ``exportabl
 module as TorchScript can compile it (the same forward with a plain-op kernel where the
 training kernel is a custom autograd.Function), for ``recog-export``; ``exportable(onnx=True)``
 the form ONNX is exported from (ONNX's LSTM operator for the cells its equations cover).
+Under ``torch.export`` (``exporting()``) every recurrence runs as ``scan_time``, one loop node
+for any number of frames, where a Python loop or ``torch.lstm`` would be traced at the
+example's length.
 
 Layout: a layer's backward direction reads each sequence reversed within its own length, so
 in both directions a row's frames come first and its padding after; a recurrence over the
@@ -15,6 +18,7 @@ padded tensor therefore never lets padding reach a valid frame, and no packing i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -41,6 +45,28 @@ class Encoder(Protocol):
         """A module TorchScript compiles, computing what ``forward`` computes; for ``onnx``
         it may call operators meant for ONNX's exporter (recog.models.onnx_lstm)."""
         ...
+
+
+@torch.jit.unused
+def exporting() -> bool:
+    """Whether torch.export is tracing the module (never under TorchScript)."""
+    return torch.compiler.is_exporting()
+
+
+@torch.jit.unused
+def scan_time(step: Callable[[tuple[Tensor, ...], Tensor], tuple[tuple[Tensor, ...], Tensor]],
+              carry: tuple[Tensor, ...], xs: Tensor) -> Tensor:
+    """The outputs y_t of ``step(carry, x_t) -> (carry, y_t)`` over dim 0 of ``xs``, stacked,
+    as torch's ``scan`` operator: what torch.export keeps as a loop of dynamic length."""
+    from torch._higher_order_ops.scan import scan
+
+    def combine(state: tuple[Tensor, ...], x: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
+        state, y = step(state, x)
+        return tuple(t.clone() for t in state), y.clone()  # scan's outputs may not alias
+
+    # distinct tensors: an initial state given twice (h0 = c0 = zeros) would be traced as
+    # one input, and the loop body would read c where it reads h
+    return scan(combine, tuple(t.clone() for t in carry), xs)[1]
 
 
 def reversal_index(lengths: Tensor, steps: int) -> Tensor:

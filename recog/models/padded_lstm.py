@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recog.models.encoder import reverse_within, time_index, zero_padding
+from recog.models.encoder import exporting, reverse_within, scan_time, time_index, zero_padding
 
 Tensor = torch.Tensor
 
@@ -47,11 +47,37 @@ class LSTMStack(nn.LSTM):
             for d in range(directions):
                 j = 4 * (directions * layer + d)
                 inp = y if d == 0 else reverse_within(y, index)
-                h = torch.lstm(inp, (zeros, zeros), w[j:j + 4], True, 1, 0.0, self.training,
-                               False, False)[0]
+                h = self._direction(inp, zeros, w[j:j + 4], directions * layer + d)
                 outputs.append(h if d == 0 else reverse_within(h, index))
             y = torch.cat(outputs, -1)
         return zero_padding(y, lengths).transpose(0, 1)
+
+    def _direction(self, x: Tensor, zeros: Tensor, weights: list[Tensor], k: int) -> Tensor:
+        """One direction of one layer (the ``k``-th) over time-major x: torch's fused kernel,
+        or under torch.export (which would trace it at the example's length) ``_scan``."""
+        if not torch.jit.is_scripting():
+            if exporting():
+                return self._scan(x, k)
+        return torch.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False,
+                          False)[0]
+
+    @torch.jit.unused
+    def _scan(self, x: Tensor, k: int) -> Tensor:
+        """nn.LSTM's equations for its ``k``-th layer-direction over time-major x (T, B, in)
+        under ``scan_time`` (the weights by their names: torch.export lifts only those)."""
+        w_ih, w_hh, b_ih, b_hh = (getattr(self, name) for name in self._all_weights[k])
+        bias, n = b_ih + b_hh, self.hidden_size
+        zeros = x.new_zeros(x.shape[1], n)
+
+        def step(carry: tuple[Tensor, ...], g: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
+            h, c = carry
+            a = g + h @ w_hh.t()
+            c = torch.sigmoid(a[:, n:2 * n]) * c + torch.sigmoid(a[:, :n]) * torch.tanh(
+                a[:, 2 * n:3 * n])
+            h = torch.sigmoid(a[:, 3 * n:]) * torch.tanh(c)
+            return (h, c), h
+
+        return scan_time(step, (zeros, zeros), F.linear(x, w_ih, bias))
 
     @torch.jit.unused
     def _packed(self, x: Tensor, lengths: Tensor) -> Tensor:
