@@ -49,7 +49,7 @@ class TranscribeOptions:
     runtime: str = "torch"  # torch | onnx
 
 
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("torch", "onnx", "pt2")
 
 
 def decode_options(beam: int | None = None, **setup: object) -> DecodeOptions:
@@ -141,8 +141,8 @@ class Transcriber:
 
         if opts.runtime not in RUNTIMES:
             raise DataError(checkpoint, f"--runtime {opts.runtime}: one of {', '.join(RUNTIMES)}")
-        if opts.runtime == "onnx" and opts.device != "cpu":
-            raise DataError(checkpoint, "--runtime onnx runs on the CPU: drop --device")
+        if opts.runtime != "torch" and opts.device != "cpu":
+            raise DataError(checkpoint, f"--runtime {opts.runtime} runs on the CPU: drop --device")
         device = available_device(opts.device, "--device")
         model, vocab, payload = load_checkpoint(checkpoint, device)
         task = task_of_record(checkpoint_front_end(payload, checkpoint), checkpoint)
@@ -157,6 +157,10 @@ class Transcriber:
             from recog.export import onnx_runner
 
             network = onnx_runner(model, checkpoint)
+        elif opts.runtime == "pt2":
+            from recog.export import export_program, pt2_runner
+
+            network = pt2_runner(export_program(model.eval(), checkpoint), model.options.stack)
         return cls(model.to(device).eval(), vocab, task, opts, network)
 
     @property

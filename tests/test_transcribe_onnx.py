@@ -1,6 +1,6 @@
-"""recog-transcribe --runtime onnx: every cell's network run by ONNX Runtime over its export
-transcribes as PyTorch does (the same tokens, scores within 1e-4 per frame), through the
-command line."""
+"""recog-transcribe --runtime onnx|pt2: every cell's network run by ONNX Runtime over its
+export, or as its torch.export program, transcribes as PyTorch does (the same tokens, scores
+within 1e-4 per frame), through the command line."""
 
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ def _run(capsys: pytest.CaptureFixture, *argv: str) -> list[dict]:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.parametrize("runtime", ["onnx", "pt2"])
 @pytest.mark.parametrize("cell,frontend", CASES)
 def test_onnx_runtime_transcribes_as_pytorch(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                             cell: str, frontend: str) -> None:
+                                             cell: str, frontend: str, runtime: str) -> None:
     torch.manual_seed(0)
     features = AudioFeatureOptions()
     vocab = timit_vocabulary(61)
@@ -47,7 +48,7 @@ def test_onnx_runtime_transcribes_as_pytorch(tmp_path: Path, capsys: pytest.Capt
         sf.write(wavs[-1], rng.normal(0, 0.1, int(16000 * seconds)).astype(np.float32), 16000)
         out_frames.append(int(100 * seconds) // 2 + 1)  # 10 ms frames, stacked by 2
     eager = _run(capsys, str(ckpt), *map(str, wavs))
-    onnx = _run(capsys, str(ckpt), *map(str, wavs), "--runtime", "onnx")
+    onnx = _run(capsys, str(ckpt), *map(str, wavs), "--runtime", runtime)
     assert [r["tokens"] for r in onnx] == [r["tokens"] for r in eager]
     assert any(r["tokens"] for r in eager)  # something was recognised, and compared
     for a, b, n in zip(eager, onnx, out_frames, strict=True):  # the best path's log-prob:

@@ -271,8 +271,9 @@ def _transcribe_parser(runtimes: tuple[str, ...]) -> argparse.ArgumentParser:
     p.add_argument("--batch-frames", type=int, default=30000, help="padded frames per batch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--runtime", choices=runtimes, default="torch",
-                   help="what runs the network: torch, or onnx (ONNX Runtime on the CPU, "
-                   "over the checkpoint's export; pip install 'recog[onnx]')")
+                   help="what runs the network: torch, onnx (ONNX Runtime on the CPU, "
+                   "over the checkpoint's export; pip install 'recog[onnx]') or pt2 (its "
+                   "torch.export program, as recog-export writes it)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list: per file its "
                      "tokens, text, scores, each token's frames and seconds, and the n-best")
