@@ -132,3 +132,17 @@ def test_decoder_settings_that_cannot_search_are_errors_naming_the_key(
         bad: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_decoder(DecodeOptions(method="beam", **bad), ["<blk>", "a", "b"])
+
+
+def test_a_tuning_grid_with_a_value_that_is_not_a_number_is_refused_before_decoding(
+        tmp_path: Path) -> None:
+    """recog-lm wrote lm_weight=nan into the tuned set-up (every point scored the same, so
+    it "won"); the grid is checked before the model is even looked for (absent here)."""
+    from recog.config import Config, CorpusConfig
+    from recog.stages.lm import tune
+
+    cfg = Config(corpus=CorpusConfig(name="manifest", root=str(tmp_path)),
+                 exp_dir=str(tmp_path / "absent"))
+    cfg.decode.method, cfg.decode.lm_weights = "beam", [0.1, float("nan")]
+    with pytest.raises(ValueError, match=r"decode.lm_weights: a grid of finite numbers"):
+        tune(cfg)

@@ -4,6 +4,7 @@ the grid search of their weights on the dev split."""
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import torch
@@ -59,6 +60,10 @@ def tune(cfg: Config) -> list[dict]:
     """Grid search of ``decode.lm_weights`` x ``decode.insertion_bonuses`` (x
     ``decode.word_lm_weights``) on the dev split (the model runs once); rows, each with
     its options and the first metric, sorted best first."""
+    for key in ("lm_weights", "insertion_bonuses", "word_lm_weights"):
+        values = list(getattr(cfg.decode, key))
+        if not all(math.isfinite(v) for v in values):  # before the model runs on dev
+            raise ValueError(f"decode.{key}: a grid of finite numbers, not {values}")
     cfg, model, vocab, _, _, device = load_model(cfg)
     task = get_task(cfg)
     ds, warped, utts = decode_data(cfg, cfg.corpus.dev_split, vocab, model)
