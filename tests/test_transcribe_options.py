@@ -214,3 +214,18 @@ def test_bad_warps_are_refused(speech: tuple, tmp_path: Path,  # noqa: F811
     ink, lines = ink_checkpoint(tmp_path)
     _fails(capsys, r"decode.warps warps a speech front end's mel filterbank: this is an? "
            r"ink model", ink, lines[0], "--warps", "0.9,1.1")
+
+
+@pytest.mark.parametrize("flag,value", [("--beam", "0"), ("--beam", "-2"), ("--nbest", "0"),
+                                        ("--batch-frames", "0")])
+def test_counts_below_one_are_refused_naming_the_flag(speech: tuple,  # noqa: F811
+                                                      capsys: pytest.CaptureFixture,
+                                                      flag: str, value: str) -> None:
+    """--beam 0 decoded greedily and --batch-frames 0 ran (one file a batch); --beam -2
+    failed naming decode.beam, a key this verb does not take."""
+    ckpt, wavs = speech[0], speech[1]
+    with pytest.raises(SystemExit) as stop:
+        transcribe([str(ckpt), str(wavs[0]), flag, value])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert f"argument {flag}: a whole number >= 1, not '{value}'" in err, err

@@ -241,6 +241,17 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"{text!r}: numbers separated by commas") from None
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number >= 1, not {text!r}")
+    return value
+
+
 def _transcribe_parser(runtimes: tuple[str, ...]) -> argparse.ArgumentParser:
     """recog-transcribe's command line."""
     p = argparse.ArgumentParser(prog="recog-transcribe", description=transcribe.__doc__,
@@ -254,9 +265,10 @@ def _transcribe_parser(runtimes: tuple[str, ...]) -> argparse.ArgumentParser:
     p.add_argument("--tuned", metavar="NAME|FILE", help="the decoding set-up recog-lm tuned "
                    "for this model (decode=NAME: decode_NAME.json beside the checkpoint, e.g. "
                    "beam_lm, beam_lexicon); the options below override its values")
-    p.add_argument("--beam", type=int, help="beam width (default: 1, greedy; 16 with an LM, "
-                   "a lexicon or --nbest)")
-    p.add_argument("--nbest", type=int, help="hypotheses per file in --json (beam search)")
+    p.add_argument("--beam", type=_at_least_one, help="beam width (default: 1, greedy; 16 "
+                   "with an LM, a lexicon or --nbest)")
+    p.add_argument("--nbest", type=_at_least_one,
+                   help="hypotheses per file in --json (beam search)")
     p.add_argument("--lm", help="token n-gram (ARPA, e.g. from recog-lm) for beam search")
     p.add_argument("--lm-weight", type=float, help="LM weight (alpha, default 0.5)")
     p.add_argument("--insertion-bonus", type=float, help="per token (beta, default 0)")
@@ -268,7 +280,8 @@ def _transcribe_parser(runtimes: tuple[str, ...]) -> argparse.ArgumentParser:
                    "these mel filterbank warp factors (e.g. 0.9,0.95,1,1.05,1.1)")
     p.add_argument("--fold39", action="store_true",
                    help="print TIMIT phones folded to the 39 scoring classes")
-    p.add_argument("--batch-frames", type=int, default=30000, help="padded frames per batch")
+    p.add_argument("--batch-frames", type=_at_least_one, default=30000,
+                   help="padded frames per batch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--runtime", choices=runtimes, default="torch",
                    help="what runs the network: torch, onnx (ONNX Runtime on the CPU, "
