@@ -1,7 +1,7 @@
 """Every cell, with and without the ConvLSTM front end, through every verb as a user runs
 them: recog-train, recog-finetune with a frozen layer, recog-decode, recog-transcribe and
-recog-export --format all, on two tiny corpora: speech (a manifest of WAV segments) and ink
-(a manifest of InkML files, pen features). The entry points are the console scripts' own
+recog-export --format all (torch.export, TorchScript, ONNX), on two tiny corpora: speech (a
+manifest of WAV segments) and ink (a manifest of InkML files, pen features). The entry points are the console scripts' own
 functions, called in one process per combination (one torch import, not five).
 
 The suite runs three combinations (the newest cell behind the front end and a fused cell
@@ -130,11 +130,14 @@ def test_every_verb(request: pytest.FixtureRequest, tmp_path: Path, modality: st
     with torch.no_grad():
         want, _ = tuned.eval()(feats, lengths)
         got_ts, _ = torch.jit.load(str(tmp_path / "export/model.ts"))(feats, lengths)
+        got_pt2, _ = torch.export.load(str(tmp_path / "export/model.pt2")).module()(
+            feats, lengths)
     ort = pytest.importorskip("onnxruntime")
     session = ort.InferenceSession(str(tmp_path / "export/model.onnx"))
     got_onnx = session.run(None, {"feats": feats.numpy(), "lengths": lengths.numpy()})[0]
     for i, n in enumerate([19, 10]):  # stack=2 halves the frames
         torch.testing.assert_close(got_ts[i, :n], want[i, :n], atol=1e-4, rtol=0)
+        torch.testing.assert_close(got_pt2[i, :n], want[i, :n], atol=1e-4, rtol=0)
         torch.testing.assert_close(torch.from_numpy(got_onnx[i, :n]), want[i, :n],
                                    atol=1e-4, rtol=0)
     assert json.loads((tmp_path / "export/tokens.json").read_text()) == list(vocab.tokens)
