@@ -1,8 +1,9 @@
 """Every cell, with and without the ConvLSTM front end, through every verb as a user runs
 them: recog-train, recog-finetune with a frozen layer, recog-decode, recog-transcribe and
 recog-export --format all (torch.export, TorchScript, ONNX), on two tiny corpora: speech (a
-manifest of WAV segments) and ink (a manifest of InkML files, pen features). The entry points are the console scripts' own
-functions, called in one process per combination (one torch import, not five).
+manifest of WAV segments) and ink (a manifest of InkML files, pen features). The entry
+points are the console scripts' own functions, called in one process per combination (one
+torch import, not five).
 
 The suite runs three combinations (the newest cell behind the front end and a fused cell
 without it on speech, a fused cell behind the front end on ink: ~1.5 min on 2 cores);
