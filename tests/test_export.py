@@ -96,8 +96,9 @@ def test_torchscript_and_onnx_exports_match_eager(tmp_path: Path, cell: str,
         _assert_same(eager, run, lengths)
 
 
-@pytest.mark.parametrize("frontend", FRONTENDS)
-@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("cell,frontend", [  # every cell, the front end behind two (suite time)
+    ("lstm", "none"), ("peephole", "convlstm"), ("graves", "none"), ("cifg", "convlstm"),
+    ("indy", "none")])
 def test_torch_export_program_matches_eager_at_any_batch_and_length(
         tmp_path: Path, cell: str, frontend: str) -> None:
     """model.pt2 (torch.export) of every cell and front end: its recurrences are scan loops,
