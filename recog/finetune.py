@@ -15,6 +15,7 @@ end (feature options) and the network's shape come from the checkpoint. The rest
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -130,6 +131,11 @@ def build_optimizer(model: CTCModel, optim: OptimOptions, opts: FinetuneOptions
     the warm-up."""
     parts = model.parts()
     rates = {"encoder": opts.encoder_lr, "output": opts.output_lr}
+    for name, rate in rates.items():  # 0 holds a part still; below 0 climbs the loss
+        if rate is not None and not 0 <= rate < math.inf:
+            raise ValueError(f"finetune.{name}_lr must be a number >= 0, not {rate}")
+    if opts.warmup_steps < 0:
+        raise ValueError(f"finetune.warmup_steps must be >= 0, not {opts.warmup_steps}")
     members = {"encoder": [p for part in ("frontend", "encoder") for layer in parts.get(part, [])
                            for p in layer],
                "output": [p for layer in parts["output"] for p in layer]}

@@ -110,6 +110,19 @@ def test_per_part_rates_move_each_part_by_its_own_rate() -> None:
         torch.testing.assert_close(before[name] - p.detach(), lr * grads[name])
 
 
+@pytest.mark.parametrize("bad, message", [
+    (dict(output_lr=-1.0), "finetune.output_lr must be a number >= 0, not -1.0"),  # ascent
+    (dict(encoder_lr=float("inf")), "finetune.encoder_lr must be a number >= 0, not inf"),
+    (dict(warmup_steps=-3), "finetune.warmup_steps must be >= 0, not -3"),
+])
+def test_rates_and_warmup_that_would_climb_the_loss_are_refused(bad: dict, message: str
+                                                                ) -> None:
+    """Each was accepted until session 14 (output_lr=-1 trained by gradient ascent)."""
+    with pytest.raises(ValueError, match=message):
+        build_optimizer(_model(OLD, layers=1), OptimOptions(), FinetuneOptions(**bad))
+    build_optimizer(_model(OLD, layers=1), OptimOptions(), FinetuneOptions(encoder_lr=0.0))
+
+
 def test_warmup_scales_the_step_and_restores_the_rate() -> None:
     w = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([w], lr=0.4)
