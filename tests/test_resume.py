@@ -327,6 +327,26 @@ def test_option_values_that_train_nonsense_are_refused_naming_the_key(
     assert not (tmp_path / "exp" / "best.pt").exists()
 
 
+def test_grad_clip_zero_trains_unclipped_and_bad_optimiser_values_name_the_key(
+        tmp_path: Path) -> None:
+    """optim.grad_clip=0 clipped every gradient to norm 0, so nothing trained (Adam's step
+    of a zero gradient is zero); 0 now means no clipping. A negative clip norm (every step
+    uphill), momentum or weight decay named no key, or none at all."""
+    train_set, dev_set = tiny_corpus(tmp_path / "data")
+    torch.manual_seed(0)
+    model = CTCModel(DIM, len(VOCAB), ModelOptions(hidden=4, layers=1))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    opts = train.TrainerOptions(epochs=1, batch_frames=400, max_batch_utts=4, progress=False)
+    train.fit(model, VOCAB, train_set, dev_set, train.OptimOptions(grad_clip=0.0), opts,
+              tmp_path / "exp", {})
+    assert not torch.equal(model.output.weight, start["output.weight"])
+    for bad in (dict(grad_clip=-1.0), dict(momentum=-0.5), dict(weight_decay=-1.0),
+                dict(weight_noise=-0.1)):
+        key = next(iter(bad))
+        with pytest.raises(ValueError, match=f"optim.{key}="):
+            train.make_optimizer(model, train.OptimOptions(**bad))
+
+
 @pytest.mark.parametrize("bad, key", [
     (dict(hidden=0), "model.hidden must be >= 1, not 0"),
     (dict(layers=0), "model.layers must be >= 1, not 0"),

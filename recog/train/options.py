@@ -16,7 +16,7 @@ class OptimOptions:
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
-    grad_clip: float = 5.0
+    grad_clip: float = 5.0  # max global gradient norm per step (0: no clipping)
     weight_noise: float = 0.0  # std of Gaussian weight noise per step (Graves 2013: 0.075)
     schedule: str = "plateau"  # plateau | linear (to 0 over the epochs that will run)
     lr_decay: float = 0.5  # plateau: multiply the learning rate by this ...

@@ -32,6 +32,13 @@ def make_optimizer(model: torch.nn.Module, opts: OptimOptions, params: Iterable 
     if not 0 < opts.lr < torch.finfo(torch.float32).max:
         raise ValueError(f"optim.lr={opts.lr}: the learning rate must be a positive number "
                          "that float32 holds (1e-3 is usual for Adam)")
+    for key, value, ok in (("momentum", opts.momentum, 0 <= opts.momentum < 1),
+                           ("weight_decay", opts.weight_decay, opts.weight_decay >= 0),
+                           ("weight_noise", opts.weight_noise, opts.weight_noise >= 0),
+                           ("grad_clip", opts.grad_clip, opts.grad_clip >= 0)):
+        if not ok:  # a negative clip norm would turn every step uphill
+            raise ValueError(f"optim.{key}={value}: momentum lies in [0, 1), the others are "
+                             ">= 0 (grad_clip 0: no clipping)")
     if opts.name == "adam":
         return torch.optim.Adam(params, lr=opts.lr, weight_decay=opts.weight_decay)
     if opts.name == "sgd":
@@ -153,8 +160,8 @@ class Stepper:
         # one reduction decides for every process: skip the step? stop after it?
         bad, signalled, far = all_sum([0.0 if finite else 1.0, float(stopping), float(blown)],
                                       self.device)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                   self.optim.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),  # 0: no clipping
+                                                   self.optim.grad_clip or math.inf)
         if bad or not torch.isfinite(grad_norm):
             stats.skipped += 1
             self._count_bad(True, epoch, number, "a non-finite loss or gradient (or the data "
