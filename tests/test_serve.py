@@ -233,3 +233,14 @@ def test_command_defaults_to_localhost() -> None:
     assert (args.host, args.port) == ("127.0.0.1", 8000)
     with pytest.raises(ValueError, match="workers must be positive"):
         Limits(workers=0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--beam", "0"], "argument --beam: a whole number >= 1, not '0'"),  # served greedily
+    (["--port", "99999"], "argument --port: a TCP port from 0 to 65535"),  # was a traceback
+])
+def test_bad_numbers_are_usage_errors_naming_the_flag(argv: list[str], message: str,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parser().parse_args(["best.pt", *argv])
+    assert stop.value.code == 2 and message in capsys.readouterr().err

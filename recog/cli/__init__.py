@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from recog import pipeline
 from recog.atomic import atomic_write_text
 from recog.cli import commandline
+from recog.cli.argtypes import at_least_one
 from recog.cli.schema import check_keys, register
 from recog.config import Config
 from recog.data.limits import set_limits
@@ -241,17 +242,6 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"{text!r}: numbers separated by commas") from None
 
 
-def _at_least_one(text: str) -> int:
-    """An argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a whole number >= 1, not {text!r}")
-    return value
-
-
 def _transcribe_parser(runtimes: tuple[str, ...]) -> argparse.ArgumentParser:
     """recog-transcribe's command line."""
     p = argparse.ArgumentParser(prog="recog-transcribe", description=transcribe.__doc__,
@@ -265,9 +255,9 @@ def _transcribe_parser(runtimes: tuple[str, ...]) -> argparse.ArgumentParser:
     p.add_argument("--tuned", metavar="NAME|FILE", help="the decoding set-up recog-lm tuned "
                    "for this model (decode=NAME: decode_NAME.json beside the checkpoint, e.g. "
                    "beam_lm, beam_lexicon); the options below override its values")
-    p.add_argument("--beam", type=_at_least_one, help="beam width (default: 1, greedy; 16 "
+    p.add_argument("--beam", type=at_least_one, help="beam width (default: 1, greedy; 16 "
                    "with an LM, a lexicon or --nbest)")
-    p.add_argument("--nbest", type=_at_least_one,
+    p.add_argument("--nbest", type=at_least_one,
                    help="hypotheses per file in --json (beam search)")
     p.add_argument("--lm", help="token n-gram (ARPA, e.g. from recog-lm) for beam search")
     p.add_argument("--lm-weight", type=float, help="LM weight (alpha, default 0.5)")
@@ -280,7 +270,7 @@ def _transcribe_parser(runtimes: tuple[str, ...]) -> argparse.ArgumentParser:
                    "these mel filterbank warp factors (e.g. 0.9,0.95,1,1.05,1.1)")
     p.add_argument("--fold39", action="store_true",
                    help="print TIMIT phones folded to the 39 scoring classes")
-    p.add_argument("--batch-frames", type=_at_least_one, default=30000,
+    p.add_argument("--batch-frames", type=at_least_one, default=30000,
                    help="padded frames per batch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--runtime", choices=runtimes, default="torch",

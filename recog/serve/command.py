@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from recog.cli.argtypes import at_least_one, port
 from recog.errors import guarded
 
 
@@ -23,8 +24,8 @@ def parser() -> argparse.ArgumentParser:
                    help="best.pt of recog-train/finetune; at most one ink and one speech model")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: "
                    "this machine only; 0.0.0.0 opens it to the network)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--beam", type=int, help="beam width (default 1: greedy)")
+    p.add_argument("--port", type=port, default=8000)
+    p.add_argument("--beam", type=at_least_one, help="beam width (default 1: greedy)")
     p.add_argument("--max-bytes", type=int, default=d.max_bytes, help="largest request body")
     p.add_argument("--max-seconds", type=float, default=d.max_seconds,
                    help="longest audio per request")
