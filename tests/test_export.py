@@ -236,3 +236,5 @@ def test_export_benchmark_quick(tmp_path: Path) -> None:
     for r in records:
         assert r["max_abs_diff"] < 1e-4, r  # ONNX Runtime gives the eager log-probs
         assert abs(r["speedup"] - r["eager_ms"] / r["onnxruntime_ms"]) < 0.05 * r["speedup"]
+        assert r["pt2_max_abs_diff"] < 1e-4, r  # and so does the torch.export program
+        assert abs(r["pt2_speedup"] - r["eager_ms"] / r["pt2_ms"]) < 0.05 * r["pt2_speedup"]

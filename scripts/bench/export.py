@@ -1,11 +1,13 @@
 """Inference time of every cell's network, eager PyTorch against its ONNX export run by ONNX
-Runtime, in one run: python scripts/bench/export.py [--quick] [--json PATH].
+Runtime and its torch.export program (model.pt2), in one run:
+python scripts/bench/export.py [--quick] [--json PATH].
 
 One utterance of T frames through CTCModel (normalisation, recurrent stack, linear,
 log-softmax), recipe-sized by default (123 inputs, 5 bidirectional layers of 250, T=300:
 3 s of speech at 100 frames/s); both sides on one thread; the median of ``--repeats``
-timed calls after a warm-up, the two runtimes interleaved. The export is recog-export's
-(recog.export: TorchScript, then ONNX), and the outputs are compared.
+timed calls after a warm-up, the runtimes interleaved. The exports are recog-export's
+(recog.export: TorchScript, then ONNX; torch.export with scan loops), and the outputs are
+compared.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from recog.export import export_onnx
+from recog.export import export_onnx, export_program, pt2_runner
 from recog.models import CELLS, CTCModel, ModelOptions
 
 ORDER = ("lstm", "peephole", "graves", "cifg", "indy")
@@ -40,28 +42,37 @@ def main() -> None:
     records = []
     print(f"T={frames} inputs={dim} hidden={hidden} layers={layers} bidirectional, one thread, "
           f"median of {args.repeats} calls")
-    print(f"{'cell':10} {'eager ms':>9} {'onnx ms':>9} {'speed-up':>9} {'max |diff|':>11}")
+    print(f"{'cell':10} {'eager ms':>9} {'onnx ms':>9} {'speed-up':>9} {'max |diff|':>11} "
+          f"{'pt2 ms':>9} {'pt2 x':>7} {'pt2 |diff|':>11}")
     for cell in [c for c in ORDER if c in CELLS]:
         torch.manual_seed(0)
         model = CTCModel(dim, 62, ModelOptions(cell=cell, hidden=hidden, layers=layers)).eval()
         with tempfile.TemporaryDirectory() as tmp:  # the checked session, one thread
             session = export_onnx(model, Path(tmp) / "model.onnx", "bench", threads=1)
+        program = pt2_runner(export_program(model, "bench"), model.options.stack)
         inputs = {"feats": feats.numpy(), "lengths": lengths.numpy()}
-        eager, onnx = [], []
+        eager, onnx, pt2 = [], [], []
         for rep in range(args.repeats + 1):
             start = time.perf_counter()
             with torch.no_grad():
                 want = model(feats, lengths)[0]
             middle = time.perf_counter()
             got = session.run(None, inputs)[0]
+            third = time.perf_counter()
+            got_pt2 = program(feats, lengths)[0]
             if rep:  # the first call warms up
                 eager.append(1000 * (middle - start))
-                onnx.append(1000 * (time.perf_counter() - middle))
-        e, o = statistics.median(eager), statistics.median(onnx)
+                onnx.append(1000 * (third - middle))
+                pt2.append(1000 * (time.perf_counter() - third))
+        e, o, p = (statistics.median(t) for t in (eager, onnx, pt2))
         diff = float(abs(got - want.numpy()).max())
+        diff_pt2 = float((got_pt2 - want).abs().max())
         records.append({"cell": cell, "eager_ms": round(e, 4), "onnxruntime_ms": round(o, 4),
-                        "speedup": round(e / o, 3), "max_abs_diff": diff})
-        print(f"{cell:10} {e:9.1f} {o:9.1f} {e / o:8.2f}x {diff:11.1e}")
+                        "speedup": round(e / o, 3), "max_abs_diff": diff,
+                        "pt2_ms": round(p, 4), "pt2_speedup": round(e / p, 3),
+                        "pt2_max_abs_diff": diff_pt2})
+        print(f"{cell:10} {e:9.1f} {o:9.1f} {e / o:8.2f}x {diff:11.1e} {p:9.1f} {e / p:6.2f}x "
+              f"{diff_pt2:11.1e}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
