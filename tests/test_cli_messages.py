@@ -158,3 +158,20 @@ def test_recipe_stages_out_of_order_say_which_stage_to_run(tmp_path: Path) -> No
     assert run.returncode == 2 and "ls:" not in run.stderr
     assert run.stderr.strip().endswith(f"error: {tmp_path / 'exp'}/results/: nothing decoded "
                                        "to score: run stage 4 (decode) first")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--stage", "9"], "error: --stage 9: this recipe's stages are 1 to 6"),  # ran nothing
+    (["--stage", "4", "--stop-stage", "2"], "error: --stage 4 comes after --stop-stage 2"),
+    (["--stage", "x"], "error: --stage x: this recipe's stages are 1 to 6"),  # bash: unbound
+    (["--bogus"], "error: unknown option --bogus (the recipes take --stage N"),  # passed on
+])
+def test_recipe_options_that_would_run_nothing_or_pass_on_are_refused(
+        tmp_path: Path, argv: list[str], message: str) -> None:
+    """Each ran nothing with exit 0 ("== done in 0s"), failed in bash, or reached
+    recog-prepare as an argument it does not know, until session 14."""
+    run = subprocess.run(["bash", str(ROOT / "recipes/timit/run.sh"), *argv,
+                          f"prepare.out={tmp_path}"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert run.returncode == 2 and run.stderr.strip().startswith(message), run.stderr
+    assert run.stdout == ""  # not even the "== done" line: nothing started
