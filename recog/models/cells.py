@@ -299,12 +299,12 @@ class RecurrentLayer(nn.Module):
         """P = W x + b for every step and direction: (D, T, B, gates * n); plain ops under
         TorchScript (the exported form), ``recog.models.gemm.affine`` otherwise."""
         d, t_len, b, _ = x.shape
-        x = x.flatten(1, 2)  # (D, T * B, in)
+        x = x.reshape(d, t_len * b, -1)
         if torch.jit.is_scripting():
             p = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight_ih)
         else:
             p = self._affine(x)
-        return p.unflatten(1, (t_len, b))
+        return p.view(d, t_len, b, -1)
 
     @torch.jit.unused
     def _affine(self, x: Tensor) -> Tensor:

@@ -152,10 +152,8 @@ class CTCModel(nn.Module):
         if self.frontend is not None:
             x = self.frontend(x, lengths)
         x, lengths = stack_frames(x, lengths, self.stack)
-        y = self.dropout(self.rnn(x, lengths))
-        # (B T, H) rows: a linear map of a 3-D input would let torch.export assume T > 1
-        logits = self.output(y.flatten(0, 1)).unflatten(0, y.shape[:2])
-        return logits.log_softmax(dim=-1), lengths
+        y = self.rnn(x, lengths)
+        return self.output(self.dropout(y)).log_softmax(dim=-1), lengths
 
     def parts(self) -> dict[str, list[list[nn.Parameter]]]:
         """The trainable parameters by part, each a list of layers from the input side:
