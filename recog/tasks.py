@@ -103,6 +103,9 @@ class _Speech:
     suffixes: ClassVar[frozenset[str]] = AUDIO_SUFFIXES
     features: AudioFeatureOptions
 
+    def __post_init__(self) -> None:  # the subclasses' dataclass __init__ calls it
+        self.features.check()
+
     def extract(self, utt: Utterance) -> torch.Tensor:
         """Audio features of an utterance (its segment, when it has an offset or duration;
         a training copy's speed, noise and warp)."""

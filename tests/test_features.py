@@ -150,3 +150,24 @@ def test_trim_keeps_the_loud_part_and_a_margin() -> None:
     assert torch.equal(trimmed, whole[first:last + 1])
     assert torch.equal(audio_features(torch.from_numpy(wav), rate, AudioFeatureOptions(
         trim_db=0.0)), whole)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(frame_shift_ms=0.0), "features.audio.frame_shift_ms=0.0: a positive shift"),
+    (dict(kind="mfcc", num_ceps=50), "features.audio.num_ceps=50: from 1 to num_mel_bins"),
+    (dict(sample_rate=0), "features.audio.sample_rate=0: Hz, from 4000 to 192000"),
+    (dict(kind="plp"), "features.audio.kind='plp': fbank or mfcc"),
+    (dict(num_mel_bins=2), "features.audio.num_mel_bins=2: at least 3 bands"),
+    (dict(trim_db=-5.0), r"features.audio.trim_db=-5.0: 0 \(off\) or more"),  # ran
+    (dict(dither=-1.0), r"features.audio.dither=-1.0: 0 \(none\) or more"),  # ran
+])
+def test_audio_options_no_filterbank_takes_are_refused_naming_the_key(
+        bad: dict, message: str) -> None:
+    """Each failed per utterance with torchaudio's assertion ("`window_shift` must be
+    greater than 0"), blaming the first audio file, or ran, until session 14: a speech
+    task now refuses them when it is built, before any audio is read."""
+    from recog.tasks import SpeechTask
+
+    with pytest.raises(ValueError, match=message):
+        SpeechTask(AudioFeatureOptions(**bad))
+    SpeechTask(AudioFeatureOptions(kind="mfcc", num_ceps=13, num_mel_bins=23))

@@ -17,6 +17,13 @@ import torchaudio.functional as F
 
 from recog.data.audio import resampler_rate
 
+_AUDIO_RULES = {
+    "kind": "fbank or mfcc", "sample_rate": "Hz, from 4000 to 192000",
+    "num_mel_bins": "at least 3 bands", "num_ceps": "from 1 to num_mel_bins",
+    "frame_length_ms": "a positive window", "frame_shift_ms": "a positive shift",
+    "delta_order": "0 (none) or more", "delta_window": "at least 1",
+    "energy_floor": "0 or more", "dither": "0 (none) or more", "trim_db": "0 (off) or more"}
+
 
 @dataclass
 class AudioFeatureOptions:
@@ -43,6 +50,23 @@ class AudioFeatureOptions:
     # is within trim_db of the loudest frame's (keeping TRIM_MARGIN_MS around them), so
     # that recordings with and without room noise around the word look alike; 0: keep all
     trim_db: float = 0.0
+
+    def check(self) -> None:
+        """Refuse options no filterbank can be computed with (before any audio is read):
+        a ValueError naming the key."""
+        bad = {"kind": self.kind not in ("fbank", "mfcc"),
+               "sample_rate": not 4000 <= self.sample_rate <= 192000,
+               "num_mel_bins": self.num_mel_bins < 3,
+               "num_ceps": self.kind == "mfcc" and not 1 <= self.num_ceps <= self.num_mel_bins,
+               "frame_length_ms": not self.frame_length_ms > 0,
+               "frame_shift_ms": not self.frame_shift_ms > 0,
+               "delta_order": self.delta_order < 0, "delta_window": self.delta_window < 1,
+               "energy_floor": not self.energy_floor >= 0, "dither": not self.dither >= 0,
+               "trim_db": not self.trim_db >= 0}
+        for key, wrong in bad.items():
+            if wrong:
+                raise ValueError(f"features.audio.{key}={getattr(self, key)!r}: "
+                                 f"{_AUDIO_RULES[key]}")
 
     @property
     def dim(self) -> int:
