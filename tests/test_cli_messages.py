@@ -141,6 +141,26 @@ def test_score_names_hypotheses_without_reference_and_notes_missing_ones(
     assert read_text(hyp) == {"s1_a": ["x", "y", "q"]}
 
 
+@pytest.mark.parametrize("ref_text, hyp_text, extra, message", [
+    ("", "", [], r"ref.txt: no reference utterances: nothing to score"),  # was 0.00 %
+    ("s1_a x y\n", "s1_a x\n", ["--utt2spk", "SPK"],
+     r"spk.txt: no speaker for 1 reference utterance\(s\), e.g. 's1_a'"),  # a KeyError
+    ("s1_a x y\n", "s1_a x\n", ["--fold39"],
+     r"ref.txt: --fold39 folds TIMIT phones: not a TIMIT phone: 'x'"),  # a KeyError
+])
+def test_score_refuses_what_it_cannot_score_naming_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture, ref_text: str, hyp_text: str,
+        extra: list[str], message: str) -> None:
+    ref, hyp, spk = tmp_path / "ref.txt", tmp_path / "hyp.txt", tmp_path / "spk.txt"
+    ref.write_text(ref_text)
+    hyp.write_text(hyp_text)
+    spk.write_text("s1_b s1\n")
+    with pytest.raises(SystemExit) as stop:
+        cli.score([str(ref), str(hyp), *[str(spk) if a == "SPK" else a for a in extra]])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and re.fullmatch(rf"error: .*{message}\n", err), err
+
+
 def _recipe(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     return subprocess.run(["bash", str(ROOT / "recipes/timit/run.sh"), *args,

@@ -192,7 +192,13 @@ def score(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap interval")
     args = p.parse_args(argv)
     refs, hyps = read_text(args.ref), read_text(args.hyp)
+    if not refs:
+        raise DataError(args.ref, "no reference utterances: nothing to score")
     utt2spk = {k: v[0] for k, v in read_text(args.utt2spk).items()} if args.utt2spk else None
+    unassigned = sorted(refs.keys() - utt2spk.keys()) if utt2spk is not None else []
+    if unassigned:
+        raise DataError(args.utt2spk, f"no speaker for {len(unassigned)} reference "
+                        f"utterance(s), e.g. {unassigned[0]!r}")
     extra = sorted(hyps.keys() - refs.keys())
     if extra:
         raise DataError(args.hyp, f"{len(extra)} utterance(s) have no reference in "
@@ -202,6 +208,12 @@ def score(argv: list[str] | None = None) -> None:
         print(f"note: {len(missing)} reference utterance(s) have no hypothesis in {args.hyp}"
               f" (e.g. {missing[0]!r}): scored as all deletions", file=sys.stderr)
     if args.fold39:
+        for path, texts in ((args.ref, refs), (args.hyp, hyps)):
+            try:
+                for tokens in texts.values():
+                    fold_timit(tokens, to=39)
+            except KeyError as e:
+                raise DataError(path, f"--fold39 folds TIMIT phones: {e.args[0]}") from None
         normalize = partial(fold_timit, to=39)
     elif args.cer:
         normalize = " ".join  # the characters of the text, one space between words
