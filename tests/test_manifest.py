@@ -143,6 +143,26 @@ def test_kaldi_dir_errors_name_file_and_line(tmp_path: Path) -> None:
         read_kaldi_dir(kaldi / "train", PHONES)
 
 
+@pytest.mark.parametrize("split, table", [("train", "segments"), ("dev", "wav.scp")])
+def test_kaldi_utterance_without_a_transcript_is_an_error_not_dropped(
+        tmp_path: Path, split: str, table: str) -> None:
+    """An utterance in utt2spk (and segments, or wav.scp without segments) but not in text
+    was left out without a word until session 14; now the first table naming it, and its
+    line, are in the error."""
+    _, kaldi = make_byo(tmp_path)
+    text = kaldi / split / "text"
+    lines = text.read_text().splitlines()
+    dropped = lines[0].split()[0]
+    assert len(read_kaldi_dir(kaldi / split, PHONES)) == len(lines)
+    text.write_text("\n".join(lines[1:]) + "\n")
+    with pytest.raises(DataError, match=rf"utt2spk:1: utterance '{dropped}' has no line in "):
+        read_kaldi_dir(kaldi / split, PHONES)
+    (kaldi / split / "utt2spk").write_text("".join(
+        line + "\n" for line in (kaldi / split / "utt2spk").read_text().splitlines()[1:]))
+    with pytest.raises(DataError, match=rf"{table}:1: utterance '{dropped}' has no line in "):
+        read_kaldi_dir(kaldi / split, PHONES)
+
+
 def test_segment_past_the_end_is_an_error(tmp_path: Path) -> None:
     manifest, _ = make_byo(tmp_path)
     cfg = _cfg("manifest", manifest, tmp_path / "prep")

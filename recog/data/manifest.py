@@ -207,6 +207,15 @@ def read_kaldi_dir(folder: str | Path, tokenizer: Tokenizer) -> list[Utterance]:
     for key, (fields, n) in wavs.items():
         if fields[-1] == "|" or len(fields) > 1:
             raise DataError(wav_scp, f"{key}: only file paths are supported, not commands", n)
+    # every utterance the other tables name must have a transcript: none is dropped unsaid
+    utt_tables = [(folder / "utt2spk", spk), (folder / "segments", segments)
+                  if segments is not None else (wav_scp, wavs)]
+    for path, table in utt_tables:
+        for uid, (_, n) in table.items():
+            if uid not in texts:
+                raise DataError(path, f"utterance {uid!r} has no line in "
+                                f"{folder / 'text'} (Kaldi's fix_data_dir.sh would drop it)",
+                                n)
     out, seconds = [], {}  # recording -> its duration, read once
     for uid, (words, n) in texts.items():
         segment: dict = {}
