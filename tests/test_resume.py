@@ -310,6 +310,10 @@ def test_early_stop_zero_never_stops_and_bad_counts_are_refused(
     (dict(checkpoint_every=-1), "trainer.checkpoint_every must be >= 0"),
     (dict(max_minutes=-1.0), "trainer.max_minutes must be >= 0"),
     (dict(seed=-5), "trainer.seed must be >= 0"),  # numpy's message named no key
+    (dict(loader_workers=-1), "trainer.loader_workers must be >= 0"),
+    (dict(average=-2), "trainer.average must be >= 0"),
+    (dict(dist_timeout_s=0.0), "trainer.dist_timeout_s must be > 0 seconds"),
+    (dict(backend="mpi"), "trainer.backend is auto, gloo or nccl, not 'mpi'"),
     (dict(lr_decay=0.0), r"optim.lr_decay .* in \(0, 1\), not 0.0"),  # the rate went to 0
     (dict(lr_decay=2.0), r"optim.lr_decay .* in \(0, 1\), not 2.0"),  # torch: "Factor ..."
 ])

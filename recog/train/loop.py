@@ -338,10 +338,16 @@ def _check(opts: TrainerOptions, optim: OptimOptions) -> None:
                 "trainer.max_bad_steps": (opts.max_bad_steps, 1),
                 "trainer.checkpoint_every": (opts.checkpoint_every, 0),
                 "trainer.max_minutes": (opts.max_minutes, 0), "trainer.seed": (opts.seed, 0),
+                "trainer.average": (opts.average, 0),
+                "trainer.loader_workers": (opts.loader_workers, 0),
                 "optim.lr_patience": (optim.lr_patience, 0)}
     for key, (value, low) in at_least.items():
         if value < low:
             raise ValueError(f"{key} must be >= {low}, not {value}")
+    if not opts.dist_timeout_s > 0:
+        raise ValueError(f"trainer.dist_timeout_s must be > 0 seconds, not {opts.dist_timeout_s}")
+    if opts.backend not in ("auto", "gloo", "nccl"):
+        raise ValueError(f"trainer.backend is auto, gloo or nccl, not {opts.backend!r}")
     if not 0 < optim.lr_decay < 1:
         raise ValueError(f"optim.lr_decay multiplies the learning rate on a plateau: it lies "
                          f"in (0, 1), not {optim.lr_decay}")
