@@ -311,7 +311,7 @@ def test_options() -> None:
     assert opts.dim == 14
     with pytest.raises(ValueError, match="kind"):
         PenFeatureOptions(kind="bitmap")
-    with pytest.raises(ValueError, match="resample_step"):
+    with pytest.raises(ValueError, match="features.pen.resample_step must be > 0"):
         PenFeatureOptions(resample_step=0.0)
 
 

@@ -141,20 +141,21 @@ class PenFeatureOptions:
     def validate(self) -> None:
         """Raise ValueError naming the field when an option is out of range."""
         if self.kind not in _KINDS:
-            raise ValueError(f"unknown pen feature kind {self.kind!r} (compact, graves or "
+            raise ValueError(f"unknown features.pen.kind {self.kind!r} (compact, graves or "
                              "bezier)")
         if not self.resample_step > 0:
-            raise ValueError(f"resample_step must be > 0, got {self.resample_step}")
+            raise ValueError(f"features.pen.resample_step must be > 0, got {self.resample_step}")
         if self.vicinity < 1:
-            raise ValueError(f"vicinity must be >= 1, got {self.vicinity}")
+            raise ValueError(f"features.pen.vicinity must be >= 1, got {self.vicinity}")
         if not self.x_window > 0:
-            raise ValueError(f"x_window must be > 0, got {self.x_window}")
+            raise ValueError(f"features.pen.x_window must be > 0, got {self.x_window}")
         if self.max_delta < 0:
-            raise ValueError(f"max_delta must be >= 0, got {self.max_delta}")
+            raise ValueError(f"features.pen.max_delta must be >= 0, got {self.max_delta}")
         if not self.bezier_error > 0:
-            raise ValueError(f"bezier_error must be > 0, got {self.bezier_error}")
+            raise ValueError(f"features.pen.bezier_error must be > 0, got {self.bezier_error}")
         if self.bezier_lifts not in ("rows", "folded"):
-            raise ValueError(f"bezier_lifts must be rows or folded, got {self.bezier_lifts!r}")
+            raise ValueError(f"features.pen.bezier_lifts must be rows or folded, got "
+                             f"{self.bezier_lifts!r}")
 
     @property
     def dim(self) -> int:
