@@ -494,7 +494,19 @@ def test_unreadable_checkpoint(tmp_path: Path) -> None:
     _check(err.value, path, None, "not a readable checkpoint")
     with pytest.raises(DataError) as err:
         load_checkpoint(tmp_path / "absent.pt")
-    _check(err.value, tmp_path / "absent.pt", None, "no such checkpoint file")
+    _check(err.value, tmp_path / "absent.pt", None, "no such checkpoint file (recog-train or "
+           "recog-finetune, a recipe's stage 3, writes best.pt)")
+
+
+def test_absent_word_list_says_what_writes_it(tmp_path: Path) -> None:
+    """decode=isolated_word before recog-lm ran: the error said "[Errno 2] No such file";
+    it now says which verb (and recipe stage) writes the default word list."""
+    from recog.decode.lexicon import read_word_list
+
+    with pytest.raises(DataError) as err:
+        read_word_list(tmp_path / "lm/words.txt")
+    _check(err.value, tmp_path / "lm/words.txt", None, "no such word list (recog-lm, a "
+           "recipe's stage 6, writes lm/words.txt")
 
 
 # --------------------------------------------------------------------------- input limits

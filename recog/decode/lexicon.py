@@ -139,6 +139,9 @@ def _word_lm(model: NGramModel, ends: list[str | None], vocab: list[str],
 def read_word_list(path: str | Path) -> list[str]:
     """Words of a word list file, one per line (blank lines ignored)."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such word list (recog-lm, a recipe's stage 6, writes "
+                        "lm/words.txt from the training text; or set decode.lexicon)")
     try:
         words = [w.strip() for w in path.read_text(encoding="utf-8").splitlines()]
     except (OSError, UnicodeDecodeError) as e:

@@ -110,7 +110,8 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     ``DataError`` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "no such checkpoint file")
+        raise DataError(path, "no such checkpoint file (recog-train or recog-finetune, a "
+                        "recipe's stage 3, writes best.pt)")
     if path.stat().st_size == 0:
         raise DataError(path, "not a readable checkpoint: the file is empty")
     try:
