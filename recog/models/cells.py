@@ -22,7 +22,14 @@ import torch
 from torch import nn
 
 from recog.models import gemm, onnx_lstm  # noqa: F401 - onnx_lstm registers its operator
-from recog.models.encoder import exporting, reverse_within, scan_time, time_index, zero_padding
+from recog.models.encoder import (
+    exporting,
+    lstm_update,
+    reverse_within,
+    scan_time,
+    time_index,
+    zero_padding,
+)
 
 Tensor = torch.Tensor
 
@@ -360,12 +367,7 @@ class RecurrentLayer(nn.Module):
     def traced(self, p: Tensor) -> Tensor:
         """``loop`` as torch.export keeps it: ``step`` under ``scan_time``."""
         zeros = p.new_zeros(p.shape[0], p.shape[2], self.hidden_size)
-
-        def step(carry: tuple[Tensor, ...], p_t: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
-            h, c = self.step(p_t, carry[0], carry[1])
-            return (h, c), h
-
-        return scan_time(step, (zeros, zeros), p.transpose(0, 1)).transpose(0, 1)
+        return scan_time(self.step, zeros, p.transpose(0, 1)).transpose(0, 1)
 
     @torch.jit.unused
     def _fused(self, p: Tensor, lengths: Tensor) -> Tensor:
@@ -549,11 +551,7 @@ class IndyLayer(RecurrentLayer):
         return (d, self.recurrent, n)
 
     def step(self, p: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        n = self.hidden_size
-        a = p + (self.weight_hh.unsqueeze(1) * h.unsqueeze(2)).flatten(2)  # u o h per gate
-        c = torch.sigmoid(a[..., n:2 * n]) * c + torch.sigmoid(a[..., :n]) * torch.tanh(
-            a[..., 2 * n:3 * n])
-        return torch.sigmoid(a[..., 3 * n:]) * torch.tanh(c), c
+        return lstm_update(p + (self.weight_hh.unsqueeze(1) * h.unsqueeze(2)).flatten(2), c)
 
     def scripted(self, x: Tensor) -> Tensor:
         """torch.lstm (exported as ONNX's LSTM operator) with u o h as a diagonal matrix:

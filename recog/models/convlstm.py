@@ -78,12 +78,7 @@ class ConvLSTMFrontEnd(nn.Module):
     @torch.jit.unused
     def _scan(self, px: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
         """The recurrence under ``scan_time``: (T, B, channels * bins)."""
-        def step(carry: tuple[torch.Tensor, ...], px_t: torch.Tensor
-                 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-            h, c = self.step(px_t, carry[0], carry[1])
-            return (h, c), h.flatten(1)
-
-        return scan_time(step, (zeros, zeros), px.transpose(0, 1))
+        return scan_time(self.step, zeros, px.transpose(0, 1)).flatten(2)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """One layer: the convolutions and the peepholes."""

@@ -54,19 +54,29 @@ def exporting() -> bool:
 
 
 @torch.jit.unused
-def scan_time(step: Callable[[tuple[Tensor, ...], Tensor], tuple[tuple[Tensor, ...], Tensor]],
-              carry: tuple[Tensor, ...], xs: Tensor) -> Tensor:
-    """The outputs y_t of ``step(carry, x_t) -> (carry, y_t)`` over dim 0 of ``xs``, stacked,
-    as torch's ``scan`` operator: what torch.export keeps as a loop of dynamic length."""
+def scan_time(step: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]], zeros: Tensor,
+              xs: Tensor) -> Tensor:
+    """h_t of the cell ``step(x_t, h, c) -> (h, c)`` for every x_t along dim 0 of ``xs``,
+    stacked, from h = c = ``zeros``, as torch's ``scan`` operator: what torch.export keeps
+    as a loop of dynamic length."""
     from torch._higher_order_ops.scan import scan
 
-    def combine(state: tuple[Tensor, ...], x: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
-        state, y = step(state, x)
-        return tuple(t.clone() for t in state), y.clone()  # scan's outputs may not alias
+    def combine(state: tuple[Tensor, Tensor], x: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:
+        h, c = step(x, *state)
+        return (h.clone(), c.clone()), h.clone()  # scan's outputs may not alias
 
     # distinct tensors: an initial state given twice (h0 = c0 = zeros) would be traced as
     # one input, and the loop body would read c where it reads h
-    return scan(combine, tuple(t.clone() for t in carry), xs)[1]
+    return scan(combine, (zeros.clone(), zeros.clone()), xs)[1]
+
+
+def lstm_update(a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """h, c of the LSTM with forget gates from its gate pre-activations ``a`` = [i, f, g, o]
+    along the last dim (nn.LSTM's order) and the previous c."""
+    n = c.shape[-1]
+    c = torch.sigmoid(a[..., n:2 * n]) * c + torch.sigmoid(a[..., :n]) * torch.tanh(
+        a[..., 2 * n:3 * n])
+    return torch.sigmoid(a[..., 3 * n:]) * torch.tanh(c), c
 
 
 def reversal_index(lengths: Tensor, steps: int) -> Tensor:

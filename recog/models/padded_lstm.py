@@ -16,7 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recog.models.encoder import exporting, reverse_within, scan_time, time_index, zero_padding
+from recog.models.encoder import (
+    exporting,
+    lstm_update,
+    reverse_within,
+    scan_time,
+    time_index,
+    zero_padding,
+)
 
 Tensor = torch.Tensor
 
@@ -66,18 +73,12 @@ class LSTMStack(nn.LSTM):
         """nn.LSTM's equations for its ``k``-th layer-direction over time-major x (T, B, in)
         under ``scan_time`` (the weights by their names: torch.export lifts only those)."""
         w_ih, w_hh, b_ih, b_hh = (getattr(self, name) for name in self._all_weights[k])
-        bias, n = b_ih + b_hh, self.hidden_size
-        zeros = x.new_zeros(x.shape[1], n)
 
-        def step(carry: tuple[Tensor, ...], g: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
-            h, c = carry
-            a = g + h @ w_hh.t()
-            c = torch.sigmoid(a[:, n:2 * n]) * c + torch.sigmoid(a[:, :n]) * torch.tanh(
-                a[:, 2 * n:3 * n])
-            h = torch.sigmoid(a[:, 3 * n:]) * torch.tanh(c)
-            return (h, c), h
+        def step(g: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+            return lstm_update(g + h @ w_hh.t(), c)
 
-        return scan_time(step, (zeros, zeros), F.linear(x, w_ih, bias))
+        return scan_time(step, x.new_zeros(x.shape[1], self.hidden_size),
+                         F.linear(x, w_ih, b_ih + b_hh))
 
     @torch.jit.unused
     def _packed(self, x: Tensor, lengths: Tensor) -> Tensor:
