@@ -41,6 +41,20 @@ def _inputs(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     return feats, torch.tensor(lengths)
 
 
+def _run_without_recog(tmp_path: Path, load: str, model: Path, lengths: list[int]) -> tuple:
+    """(log_probs, lengths) of the exported ``model``, loaded by the expression ``load`` in a
+    Python process that never imports recog (which it asserts), on ``_inputs(lengths)``."""
+    feats, lens = _inputs(lengths)
+    torch.save({"feats": feats, "lens": lens}, tmp_path / "in.pt")
+    code = (f"import sys, torch; m = {load}; i = torch.load(sys.argv[2]); "
+            "torch.save(m(i['feats'], i['lens']), sys.argv[3]); "
+            "assert not any(k.startswith('recog') for k in sys.modules)")
+    subprocess.run([sys.executable, "-c", code, str(model), str(tmp_path / "in.pt"),
+                    str(tmp_path / "out.pt")], check=True, cwd=tmp_path,
+                   env={**os.environ, "PYTHONPATH": ""})
+    return torch.load(tmp_path / "out.pt")
+
+
 def _assert_same(eager: CTCModel, run, lengths: list[int]) -> None:  # noqa: ANN001
     feats, lens = _inputs(lengths)
     with torch.no_grad():
@@ -122,16 +136,9 @@ def test_torch_export_program_loads_without_recog(tmp_path: Path) -> None:
     ckpt = tmp_path / "best.pt"
     save_checkpoint(ckpt, eager, VOCAB, {})
     export(ckpt, tmp_path / "out", ("pt2",))
-    feats, lens = _inputs([41, 12, 5, 4])
-    torch.save({"feats": feats, "lens": lens}, tmp_path / "in.pt")
-    code = ("import sys, torch; m = torch.export.load(sys.argv[1]).module(); "
-            "i = torch.load(sys.argv[2]); torch.save(m(i['feats'], i['lens']), sys.argv[3]); "
-            "assert not any(k.startswith('recog') for k in sys.modules)")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "out/model.pt2"),
-                    str(tmp_path / "in.pt"), str(tmp_path / "out.pt")], check=True,
-                   cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
-    got, got_lens = torch.load(tmp_path / "out.pt")
-    _assert_same(eager, lambda f, n: (got, got_lens), [41, 12, 5, 4])
+    got = _run_without_recog(tmp_path, "torch.export.load(sys.argv[1]).module()",
+                             tmp_path / "out/model.pt2", [41, 12, 5, 4])
+    _assert_same(eager, lambda f, n: got, [41, 12, 5, 4])
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
@@ -175,16 +182,9 @@ def test_torchscript_export_loads_without_recog(tmp_path: Path, cell: str) -> No
     ckpt = tmp_path / "best.pt"
     save_checkpoint(ckpt, eager, VOCAB, {})
     export(ckpt, tmp_path / "out", ("torchscript",))
-    feats, lens = _inputs([31, 12, 5])
-    torch.save({"feats": feats, "lens": lens}, tmp_path / "in.pt")
-    code = ("import sys, torch; m = torch.jit.load(sys.argv[1]); i = torch.load(sys.argv[2]); "
-            "torch.save(m(i['feats'], i['lens']), sys.argv[3]); "
-            "assert not any(k.startswith('recog') for k in sys.modules)")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "out/model.ts"),
-                    str(tmp_path / "in.pt"), str(tmp_path / "out.pt")], check=True,
-                   cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
-    got, got_lens = torch.load(tmp_path / "out.pt")
-    _assert_same(eager, lambda f, n: (got, got_lens), [31, 12, 5])
+    got = _run_without_recog(tmp_path, "torch.jit.load(sys.argv[1])",
+                             tmp_path / "out/model.ts", [31, 12, 5])
+    _assert_same(eager, lambda f, n: got, [31, 12, 5])
 
 
 def test_an_export_that_differs_is_an_error_naming_the_checkpoint() -> None:

@@ -9,7 +9,6 @@ import logging
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
-from functools import partial
 from pathlib import Path
 
 import hydra
@@ -207,18 +206,15 @@ def score(argv: list[str] | None = None) -> None:
     if missing:
         print(f"note: {len(missing)} reference utterance(s) have no hypothesis in {args.hyp}"
               f" (e.g. {missing[0]!r}): scored as all deletions", file=sys.stderr)
-    if args.fold39:
+    normalize = " ".join if args.cer else tuple  # --cer: the characters, one space a word
+    if args.fold39:  # folded once, here, so that a token that is no phone names its file
+        folded = []
         for path, texts in ((args.ref, refs), (args.hyp, hyps)):
             try:
-                for tokens in texts.values():
-                    fold_timit(tokens, to=39)
+                folded.append({k: fold_timit(v, to=39) for k, v in texts.items()})
             except KeyError as e:
                 raise DataError(path, f"--fold39 folds TIMIT phones: {e.args[0]}") from None
-        normalize = partial(fold_timit, to=39)
-    elif args.cer:
-        normalize = " ".join  # the characters of the text, one space between words
-    else:
-        normalize = tuple
+        refs, hyps = folded
     s = score_texts(refs, hyps, normalize, utt2spk)
     write_score(s, args.out or Path(args.hyp).parent, f"{args.hyp} against {args.ref}",
                 args.json, args.seed)

@@ -6,23 +6,21 @@ from __future__ import annotations
 import argparse
 
 
-def at_least_one(text: str) -> int:
-    """A whole number >= 1 (a beam width, a count, a batch size)."""
+def _whole(text: str, low: int, high: float, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a whole number >= 1, not {text!r}")
+        value = low - 1
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{what}, not {text!r}")
     return value
+
+
+def at_least_one(text: str) -> int:
+    """A whole number >= 1 (a beam width, a count, a batch size)."""
+    return _whole(text, 1, float("inf"), "a whole number >= 1")
 
 
 def port(text: str) -> int:
     """A TCP port, 0 (any free one) to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a TCP port from 0 to 65535, not {text!r}")
-    return value
+    return _whole(text, 0, 65535, "a TCP port from 0 to 65535")
